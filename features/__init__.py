@@ -1,0 +1,1 @@
+"""Handcrafted forensic features: one module per family, a registry, and the extractor."""

@@ -1,0 +1,187 @@
+"""Run a feature configuration over files: one decoded sample in, one float32 row out.
+
+``FeatureExtractor`` is the pure core (a context in, a vector out); ``extract_files`` adds decoding
+and per-file error capture, and is what parallel workers run on a chunk of files;
+``FeatureTransformer`` wraps both in scikit-learn's transformer API over file paths.
+"""
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from features.context import ImageContext
+from features.image_decode import DEFAULT_MAX_PIXELS, read_bytes, decode_image
+from features.registry import COLUMN_PATTERN, FeatureConfig
+
+log = logging.getLogger(__name__)
+PROBE_SHAPE = (64, 64)
+
+
+class FeatureExtractor:
+    """Compute the families of a ``FeatureConfig`` on one context.
+
+    A family that raises yields NaN for its values and a logged message: one failing family never
+    stops the others (pyradiomics' rule). The column names are known before any data is seen.
+    """
+
+    def __init__(self, config: FeatureConfig):
+        self.config = config
+        self._items = config.items()
+        self.names = self._probe_names()
+        self._slices = self._family_slices()
+
+    def _probe_names(self) -> tuple[str, ...]:
+        context = probe_context(self.config.modality)
+        names: list[str] = []
+        for family, params in self._items:
+            family_names = list(family.compute(context, params))
+            bad = [n for n in family_names if not COLUMN_PATTERN.match(n)]
+            if bad:
+                raise ValueError(f"family {family.name!r} produced invalid names {bad[:3]}")
+            names.extend(family_names)
+        if len(set(names)) != len(names):
+            raise ValueError("two families produced the same feature name")
+        return tuple(names)
+
+    def _family_slices(self) -> list[tuple[Any, dict, slice, tuple[str, ...]]]:
+        slices, start = [], 0
+        for family, params in self._items:
+            count = sum(1 for n in self.names if n.startswith(family.name + "__"))
+            slices.append((family, params, slice(start, start + count),
+                           self.names[start:start + count]))
+            start += count
+        return slices
+
+    def transform_context(self, context: Any) -> tuple[np.ndarray, list[str]]:
+        """The feature vector of one sample, and the messages of families that failed."""
+        row = np.full(len(self.names), np.nan, dtype=np.float32)
+        failures = []
+        for family, params, where, expected in self._slices:
+            try:
+                values = family.compute(context, params)
+                if tuple(values) != expected:
+                    raise ValueError("returned names that depend on the input")
+                row[where] = np.fromiter(values.values(), dtype=np.float64, count=len(expected))
+            except Exception as error:  # noqa: BLE001 - one family must not stop the others
+                failures.append(f"family {family.name}: {type(error).__name__}: {error}")
+        return row, failures
+
+
+def probe_context(modality: str) -> Any:
+    """A small deterministic synthetic sample, used to learn each family's column names."""
+    rng = np.random.default_rng(0)
+    if modality == "image":
+        return ImageContext(rng.integers(0, 256, size=(*PROBE_SHAPE, 3), dtype=np.uint8))
+    if modality == "audio":
+        from features.audio_decode import AudioContext
+        return AudioContext(rng.standard_normal(16000).astype(np.float32) * 0.1, 16000)
+    raise ValueError(f"unknown modality {modality!r}")
+
+
+@lru_cache(maxsize=4)
+def cached_extractor(config: FeatureConfig) -> FeatureExtractor:
+    # Workers receive the same config for every chunk: build the extractor (and probe) once.
+    return FeatureExtractor(config)
+
+
+def _image_loader(path: str, options: dict) -> tuple[ImageContext, bytes]:
+    data = read_bytes(path)
+    rgb = decode_image(data, name=str(path), max_pixels=options.get("max_pixels", DEFAULT_MAX_PIXELS))
+    return ImageContext(rgb), data
+
+
+def _audio_loader(path: str, options: dict) -> tuple[Any, bytes | None]:
+    from features.audio_decode import AudioContext, decode_audio
+    rate = options.get("sample_rate", 16000)
+    return AudioContext(decode_audio(path, sample_rate=rate), rate), None
+
+
+LOADERS: dict[str, Callable[[str, dict], tuple[Any, bytes | None]]] = {
+    "image": _image_loader,
+    "audio": _audio_loader,
+}
+
+
+def extract_files(paths: Sequence[str | Path], config: FeatureConfig,
+                  options: dict | None = None) -> tuple[np.ndarray, list[str | None]]:
+    """Features of each file, as rows of a float32 array; a file that fails is a NaN row.
+
+    Returns the array (len(paths), n_features) and, per file, None or the error message
+    (decoding errors; a family failure is reported but keeps the row).
+    """
+    options = options or {}
+    extractor = cached_extractor(config)
+    loader = LOADERS[config.modality]
+    rows = np.full((len(paths), len(extractor.names)), np.nan, dtype=np.float32)
+    errors: list[str | None] = []
+    for i, path in enumerate(paths):
+        try:
+            context, data = loader(str(path), options)
+            if data is not None:
+                context.shared("file_bytes", lambda: data)
+            rows[i], failures = extractor.transform_context(context)
+            errors.append("; ".join(failures) if failures else None)
+            if failures:
+                log.warning("%s: %s", path, errors[-1])
+        except Exception as error:  # noqa: BLE001 - recorded, the run goes on
+            errors.append(f"{type(error).__name__}: {error}")
+            rows[i] = np.nan
+    return rows, errors
+
+
+def is_decode_failure(row: np.ndarray, error: str | None) -> bool:
+    """A file that produced no features at all (as opposed to one family failing)."""
+    return error is not None and bool(np.all(np.isnan(row)))
+
+
+class FeatureTransformer(TransformerMixin, BaseEstimator):
+    """scikit-learn transformer from file paths to feature rows.
+
+    Parameters
+    ----------
+    preset : name of a preset in ``configs/features`` (ignored when ``families`` is given).
+    families : mapping ``family -> parameters``, as in a preset file.
+    modality : "image" or "audio".
+    n_jobs : worker processes (joblib); ``None`` means 1.
+    """
+
+    def __init__(self, preset: str = "default", families: dict | None = None,
+                 modality: str = "image", n_jobs: int | None = None):
+        self.preset = preset
+        self.families = families
+        self.modality = modality
+        self.n_jobs = n_jobs
+
+    def _config(self) -> FeatureConfig:
+        if self.families is not None:
+            return FeatureConfig.from_mapping(self.modality, self.families)
+        return FeatureConfig.from_preset(self.preset, self.modality)
+
+    def fit(self, X=None, y=None):
+        self.config_ = self._config()
+        self.feature_names_out_ = np.asarray(cached_extractor(self.config_).names, dtype=object)
+        self.n_features_in_ = 1
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        from joblib import Parallel, delayed
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "config_")
+        paths = [str(p) for p in X]
+        n_jobs = self.n_jobs or 1
+        size = max(1, -(-len(paths) // (4 * n_jobs)))
+        chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
+        parts = Parallel(n_jobs=n_jobs)(delayed(extract_files)(c, self.config_) for c in chunks)
+        return np.vstack([rows for rows, _ in parts]) if parts else np.empty(
+            (0, len(self.feature_names_out_)), dtype=np.float32)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        from sklearn.utils.validation import check_is_fitted
+        check_is_fitted(self, "config_")
+        return self.feature_names_out_

@@ -1,0 +1,3 @@
+"""Imports every family module so that each registers itself in ``features.registry``."""
+# Image families.
+from features import spectrum  # noqa: F401

@@ -1,0 +1,1 @@
+"""Models: metrics, cross-validated training, stacking and the safe model bundle."""

@@ -1,0 +1,176 @@
+"""python -m pipelines.fit: cross-validate a model on a feature table and write a run folder.
+
+The run folder holds ``model/`` (the safe bundle), ``metrics.json`` (out-of-fold AUC and TPR at
+FPR = 1e-3 and 1e-2, with the FPR reached and the number of negatives), ``oof.csv`` (out-of-fold
+predictions), ``importance.csv`` and ``report.html``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from models import boosting, metrics
+from models.bundle import lightgbm_writer, write_bundle
+from models.validation import plan_folds
+from pipelines import provenance
+from pipelines.extract import read_features_metadata
+from pipelines.options import Option, build_parser, resolve, write_text_atomic
+from pipelines.outputs import safe_cell, write_csv_atomic
+
+log = logging.getLogger("pipelines.fit")
+
+OPTIONS = (
+    Option("features", "feature table written by pipelines.extract",
+           default="reports/features.parquet"),
+    Option("out", "run folder to write", default="reports/run"),
+    Option("group_column", "column whose groups never straddle folds (e.g. pair_key)"),
+    Option("metadata", "CSV joined on the name column to find --group-column "
+           "(default: meta.csv in the data root, if present)"),
+    Option("folds", "number of cross-validation folds", type=int, default=5),
+    Option("seed", "random seed", type=int, default=0),
+)
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    path: Path
+    names: list[str]
+    name_column: str
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: list[str]
+    meta: dict
+
+
+def load_feature_table(path: str | Path) -> FeatureTable:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"feature table {path} does not exist (option --features)")
+    meta = read_features_metadata(path)
+    table = pq.read_table(path)
+    name_column = meta["name_column"]
+    if "target" not in table.column_names:
+        raise ValueError(f"{path}: no 'target' column; extract with a labelled dataset to fit")
+    feature_names = [c for c in table.column_names if "__" in c]
+    X = np.column_stack([table.column(c).to_numpy().astype(np.float32) for c in feature_names])
+    y = table.column("target").to_numpy().astype(int)
+    return FeatureTable(path, table.column(name_column).to_pylist(), name_column, X, y,
+                        feature_names, meta)
+
+
+def read_groups(table: FeatureTable, column: str, metadata: str | None) -> np.ndarray:
+    """The group of each row, from a metadata CSV joined on the name column."""
+    source = Path(metadata) if metadata else Path(table.meta["data_root"]) / "meta.csv"
+    if not source.is_file():
+        raise ValueError(f"--group-column {column}: metadata file {source} not found "
+                         "(option --metadata)")
+    with open(source, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if column not in (reader.fieldnames or []) or table.name_column not in reader.fieldnames:
+            raise ValueError(f"{source}: needs columns '{table.name_column}' and '{column}', "
+                             f"found {reader.fieldnames}")
+        mapping = {row[table.name_column]: row[column] for row in reader}
+    missing = [n for n in table.names if n not in mapping]
+    if missing:
+        raise ValueError(f"{source}: no '{column}' for {len(missing)} rows, e.g. {missing[:3]}")
+    return np.asarray([mapping[n] for n in table.names])
+
+
+def family_of(feature: str) -> str:
+    return feature.split("__", 1)[0]
+
+
+def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
+    started = time.time()
+    groups = read_groups(table, settings["group_column"], settings["metadata"]) \
+        if settings["group_column"] else None
+    plan = plan_folds(table.y, groups, settings["folds"], settings["seed"])
+    params = settings.get("lightgbm") or {}
+    oof = boosting.out_of_fold(table.X, table.y, plan, params, settings["seed"])
+    summary = metrics.summary(table.y, oof)
+    warnings = metrics.unreliable_warnings(summary)
+    if plan.note:
+        warnings.insert(0, plan.note)
+    model = boosting.fit_full(table.X, table.y, params, settings["seed"])
+    out.mkdir(parents=True, exist_ok=True)
+    run = {
+        "model_kind": "lightgbm",
+        "n_splits": plan.n_splits,
+        "group_column": settings["group_column"],
+        "seed": settings["seed"],
+        "lightgbm_params": {**boosting.DEFAULT_PARAMS, **params},
+        "features_file": str(table.path),
+        "data_root": table.meta.get("data_root"),
+        "data_fingerprint": provenance.data_fingerprint(table.names, table.y),
+        "extraction": table.meta.get("summary", {}),
+        "versions": provenance.versions(),
+        "seconds": round(time.time() - started, 3),
+    }
+    manifest = {
+        "feature_names": table.feature_names,
+        "feature_config": table.meta["feature_config"],
+        "feature_fingerprint": table.meta["feature_fingerprint"],
+        "name_column": table.name_column,
+        "metrics": {"oof": summary},
+        "fallback_score": 0.5,
+        "versions": run["versions"],
+        "data_fingerprint": run["data_fingerprint"],
+    }
+    write_bundle(out / "model", manifest, lightgbm_writer(model))
+    write_text_atomic(out / "metrics.json", json.dumps(
+        {"oof": {"model": summary}, "warnings": warnings, "run": run}, indent=2))
+    write_csv_atomic(out / "oof.csv", [table.name_column, "target", "fold", "y_pred"],
+                     [(safe_cell(n), t, f, f"{p:.6f}") for n, t, f, p in
+                      zip(table.names, table.y, plan.fold_ids(len(oof)), oof)])
+    found = boosting.importances(model, table.X, table.feature_names)
+    write_csv_atomic(out / "importance.csv", ["feature", "family", "gain", "mean_abs_contribution"],
+                     [(n, family_of(n), f"{g:.6g}", f"{c:.6g}") for n, g, c in
+                      zip(table.feature_names, found["gain"], found["mean_abs_contribution"])])
+    errors = table.path.with_suffix(".errors.csv")
+    if errors.is_file():
+        shutil.copyfile(errors, out / "extract_errors.csv")
+    from pipelines.report import build_report
+    build_report(out)
+    return {"metrics": summary, "warnings": warnings, "n_splits": plan.n_splits}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser("pipelines.fit", __doc__.splitlines()[0], OPTIONS)
+    args = parser.parse_args(argv)
+    try:
+        settings = resolve(args, "fit", OPTIONS)
+        table = load_feature_table(settings["features"])
+        out = Path(settings["out"])
+        result = fit_run(table, out, settings)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_metrics(result["metrics"], result["n_splits"]))
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"run folder: {out} (report: {out / 'report.html'})")
+    return 0
+
+
+def format_metrics(summary: dict, n_splits: int) -> str:
+    lines = [f"out-of-fold ({n_splits}-fold) AUC {summary['auc']:.4f} on {summary['n']} rows "
+             f"({summary['n_positives']} fake, {summary['n_negatives']} real)"]
+    for key, item in summary["tpr_at_fpr"].items():
+        lines.append(f"  TPR@FPR={key}: {item['tpr']:.4f} (FPR reached {item['fpr_reached']:.4g}, "
+                     f"{item['n_negatives']} negatives)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
