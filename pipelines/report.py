@@ -34,7 +34,7 @@ main{padding:16px 32px;max-width:1200px}section{background:#fff;border:1px solid
 h2{font-size:18px;margin:0 0 12px}table{border-collapse:collapse;margin:8px 0}
 th,td{border-bottom:1px solid #e5e9ef;padding:4px 10px;text-align:left;font-variant-numeric:tabular-nums}
 th{background:#f0f3f7}.warn{background:#fff4e5;border-left:4px solid #f59e0b;padding:8px 12px;margin:8px 0}
-.grid{display:flex;flex-wrap:wrap;gap:12px}.grid>div{flex:1 1 480px;min-width:0}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr));gap:12px}.grid>div{min-width:0;overflow:hidden}
 .thumbs{display:flex;flex-wrap:wrap;gap:10px}.thumbs figure{margin:0;width:140px;font-size:12px;word-break:break-all}
 .thumbs img{width:96px;height:96px;object-fit:cover;border:1px solid #ccd;display:block}
 pre{background:#f0f3f7;padding:8px;overflow:auto;max-height:320px;font-size:12px}
@@ -66,9 +66,14 @@ class Figures:
     def html(self, figure) -> str:
         self.count += 1
         figure.update_layout(template="plotly_white", margin=dict(l=50, r=20, t=40, b=45),
-                             height=380)
-        return figure.to_html(full_html=False, include_plotlyjs=False,
-                              div_id=f"figure-{self.count}", config={"displaylogo": False})
+                             autosize=True)
+        figure.update_yaxes(automargin=True)
+        if figure.layout.height is None:
+            figure.update_layout(height=380)
+        return figure.to_html(full_html=False, include_plotlyjs=False, default_width="100%",
+                              default_height=f"{figure.layout.height}px",
+                              div_id=f"figure-{self.count}",
+                              config={"displaylogo": False, "responsive": True})
 
 
 def roc_figures(figures: Figures, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:

@@ -1,0 +1,96 @@
+"""extract -> fit -> predict on small generated images, through the command-line entry points."""
+import csv
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import extract, fit, predict
+
+
+def run_extract(root, config, out, *extra):
+    return extract.main(["--config", str(config), "--data-root", str(root), "--out", str(out),
+                         "--n-jobs", "1", "--chunk-size", "7", *extra])
+
+
+def test_extract_skips_and_records_a_corrupt_file(dataset, tmp_path, capsys):
+    root, config, rows = dataset
+    out = tmp_path / "features.parquet"
+    assert run_extract(root, config, out) == 0
+    table = pq.read_table(out)
+    assert table.column("img_name").to_pylist() == [n for n, _ in rows if n != "broken.png"]
+    assert table.column_names[:2] == ["img_name", "target"]
+    feature_columns = table.column_names[2:]
+    assert len(feature_columns) > 8 and all(c.startswith("fft__") for c in feature_columns)
+    assert all(str(table.schema.field(c).type) == "float" for c in feature_columns)
+    with open(out.with_suffix(".errors.csv")) as handle:
+        errors = list(csv.DictReader(handle))
+    assert [e["img_name"] for e in errors] == ["broken.png"] and errors[0]["kind"] == "file"
+    assert "1 failed" in capsys.readouterr().out
+    assert not out.with_name(out.name + ".parts").exists()
+
+
+def test_fit_then_predict_writes_submission_in_input_order(dataset, tmp_path):
+    root, config, rows = dataset
+    features = tmp_path / "features.parquet"
+    assert run_extract(root, config, features) == 0
+    run = tmp_path / "run"
+    assert fit.main(["--features", str(features), "--out", str(run), "--folds", "3"]) == 0
+    result = json.loads((run / "metrics.json").read_text())
+    assert result["oof"]["model"]["auc"] > 0.9  # the grid is an easy, real signal
+    assert (run / "report.html").stat().st_size > 100_000
+    submission = tmp_path / "submission.csv"
+    assert predict.main(["--model", str(run), "--data-root", str(root), "--out", str(submission),
+                         "--n-jobs", "1"]) == 0
+    with open(submission) as handle:
+        lines = list(csv.reader(handle))
+    assert lines[0] == ["img_name", "y_pred"]
+    assert [r[0] for r in lines[1:]] == [n for n, _ in rows]
+    scores = {r[0]: float(r[1]) for r in lines[1:]}
+    assert scores["broken.png"] == 0.5  # documented fallback
+    assert all(0.0 <= s <= 1.0 for s in scores.values())
+    fakes = [scores[n] for n, t in rows if t == 1 and n != "broken.png"]
+    reals = [scores[n] for n, t in rows if t == 0]
+    assert np.mean(fakes) > np.mean(reals)
+    with open(submission.with_suffix(".failed.csv")) as handle:
+        assert [r["img_name"] for r in csv.DictReader(handle)] == ["broken.png"]
+
+
+def test_predict_refuses_a_bundle_whose_features_do_not_match(dataset, tmp_path, capsys):
+    root, config, _ = dataset
+    features = tmp_path / "features.parquet"
+    run_extract(root, config, features)
+    run = tmp_path / "run"
+    fit.main(["--features", str(features), "--out", str(run), "--folds", "2"])
+    manifest_path = run / "model" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["feature_names"] = manifest["feature_names"][::-1]
+    manifest_path.write_text(json.dumps(manifest))
+    assert predict.main(["--model", str(run), "--data-root", str(root),
+                         "--out", str(tmp_path / "s.csv")]) == 2
+    assert "same names in another order" in capsys.readouterr().err
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_unknown_config_key_is_rejected_naming_it(dataset, tmp_path, capsys):
+    root, _, _ = dataset
+    config = tmp_path / "bad.yaml"
+    config.write_text("extract:\n  n_job: 2\n")
+    assert run_extract(root, config, tmp_path / "f.parquet") == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) ['n_job']" in err and "bad.yaml" in err
+
+
+def test_unknown_family_parameter_is_rejected(dataset, tmp_path, capsys):
+    root, _, _ = dataset
+    config = tmp_path / "bad.yaml"
+    config.write_text("extract:\n  families:\n    fft: {n_bin: 8}\n")
+    assert run_extract(root, config, tmp_path / "f.parquet") == 2
+    assert "family 'fft' has no parameter(s) ['n_bin']" in capsys.readouterr().err
+
+
+def test_list_features_prints_families(capsys):
+    assert extract.main(["--list-features"]) == 0
+    out = capsys.readouterr().out
+    assert "image families:" in out and "fft" in out
