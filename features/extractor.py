@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from features.context import ImageContext
 from features.image_decode import DEFAULT_MAX_PIXELS, read_bytes, decode_image
+from features.perturbations import perturb_context
 from features.registry import COLUMN_PATTERN, FeatureConfig
 
 log = logging.getLogger(__name__)
@@ -108,9 +109,12 @@ LOADERS: dict[str, Callable[[str, dict], tuple[Any, bytes | None]]] = {
 
 
 def extract_files(paths: Sequence[str | Path], config: FeatureConfig,
-                  options: dict | None = None) -> tuple[np.ndarray, list[str | None]]:
+                  options: dict | None = None, steps: Sequence | None = None,
+                  ) -> tuple[np.ndarray, list[str | None]]:
     """Features of each file, as rows of a float32 array; a file that fails is a NaN row.
 
+    ``steps``, when given, holds per file None or ``(perturbation chain, seed)`` applied to the
+    decoded sample before any feature (augmentation, robustness evaluation).
     Returns the array (len(paths), n_features) and, per file, None or the error message
     (decoding errors; a family failure is reported but keeps the row).
     """
@@ -122,7 +126,10 @@ def extract_files(paths: Sequence[str | Path], config: FeatureConfig,
     for i, path in enumerate(paths):
         try:
             context, data = loader(str(path), options)
-            if data is not None:
+            if steps is not None and steps[i]:
+                chain, seed = steps[i]
+                context = perturb_context(context, chain, np.random.default_rng(seed))
+            elif data is not None:  # the file's bytes describe only the unperturbed sample
                 context.shared("file_bytes", lambda: data)
             rows[i], failures = extractor.transform_context(context)
             errors.append("; ".join(failures) if failures else None)

@@ -1,3 +1,3 @@
 """Imports every family module so that each registers itself in ``features.registry``."""
 # Image families.
-from features import spectrum  # noqa: F401
+from features import spectrum, dct, colour, compression, texture, residual  # noqa: F401

@@ -37,12 +37,17 @@ SPECTRUM_CHANNELS = ("y", "cb", "cr", "r", "g", "b")
 POWER_FLOOR = 1e-4
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)  # cached and shared between calls: nobody may modify it
+    return array
+
+
 @lru_cache(maxsize=16)
 def _hann_window(height: int, width: int) -> np.ndarray:
     """Separable periodic Hann window ``w[n] = sin^2(pi n / N)``, float32 (H, W)."""
     def hann(n: int) -> np.ndarray:
         return np.sin(np.pi * np.arange(n) / n) ** 2
-    return np.outer(hann(height), hann(width)).astype(np.float32)
+    return _read_only(np.outer(hann(height), hann(width)).astype(np.float32))
 
 
 def hann_power_spectrum(image: np.ndarray) -> np.ndarray:
@@ -65,38 +70,42 @@ def _half_plane_weight(height: int, width: int) -> np.ndarray:
     column_weight[0] = 1.0
     if width % 2 == 0:
         column_weight[-1] = 1.0
-    return np.broadcast_to(column_weight, (height, column_weight.size)).ravel().copy()
+    return _read_only(np.broadcast_to(column_weight, (height, column_weight.size)).ravel().copy())
+
+
+@lru_cache(maxsize=16)
+def _normalised_radius(height: int, width: int) -> np.ndarray:
+    """Radius ``hypot(fy, fx)`` of each ``rfft2`` frequency in Nyquist units, flattened."""
+    fy = np.fft.fftfreq(height) * 2.0
+    fx = np.fft.rfftfreq(width) * 2.0
+    return _read_only(np.hypot(fy[:, None], fx[None, :]).ravel())
 
 
 @lru_cache(maxsize=32)
 def _rings(height: int, width: int, n_rings: int) -> tuple[np.ndarray, np.ndarray]:
     """Ring index of each ``rfft2`` frequency (``n_rings`` = outside the disc ``0 < r < 1``) and
     the weighted number of frequencies in each ring."""
-    fy = np.fft.fftfreq(height) * 2.0
-    fx = np.fft.rfftfreq(width) * 2.0
-    radius = np.hypot(fy[:, None], fx[None, :]).ravel()
+    radius = _normalised_radius(height, width)
     inside = (radius > 0) & (radius < 1)
     index = np.where(inside, np.minimum(radius * n_rings, n_rings - 1).astype(np.intp), n_rings)
     size = np.bincount(index, weights=_half_plane_weight(height, width), minlength=n_rings + 1)
-    return index, size[:n_rings]
+    return _read_only(index), _read_only(size[:n_rings])
 
 
 @lru_cache(maxsize=16)
 def _slope_weights(height: int, width: int) -> np.ndarray:
     """Vector ``a`` with ``a . log10(P)`` = least-squares slope of ``log10 P`` on ``log10 r``.
 
-    The fit runs over every frequency of the disc ``0 < r < 1`` (mirror images counted too).
+    The fit runs over every frequency of the disc ``0 < r < 1`` (mirror images counted too);
+    ``a`` is 0 when the disc holds no frequency.
     """
-    fy = np.fft.fftfreq(height) * 2.0
-    fx = np.fft.rfftfreq(width) * 2.0
-    radius = np.hypot(fy[:, None], fx[None, :]).ravel()
+    radius = _normalised_radius(height, width)
     weight = np.where((radius > 0) & (radius < 1), _half_plane_weight(height, width), 0.0)
-    if weight.sum() == 0:
-        return np.zeros(radius.size, dtype=np.float32)
     log_radius = np.log10(np.where(weight > 0, radius, 1.0))
-    centred = log_radius - np.average(log_radius, weights=weight)
-    spread = np.sum(weight * centred ** 2)
-    return (weight * centred / spread if spread > 0 else 0 * centred).astype(np.float32)
+    deviation = log_radius - weight @ log_radius / max(weight.sum(), 1.0)
+    spread = weight @ deviation ** 2
+    slope_weights = weight * deviation / spread if spread > 0 else np.zeros_like(weight)
+    return _read_only(slope_weights.astype(np.float32))
 
 
 def log_power_features(power: np.ndarray, shape: tuple[int, int], n_bins: int
@@ -121,7 +130,8 @@ def log_power_features(power: np.ndarray, shape: tuple[int, int], n_bins: int
 
 def band_energy_fractions(power: np.ndarray, shape: tuple[int, int], n_bands: int
                           ) -> tuple[np.ndarray, float]:
-    """Shares of the AC energy (disc ``0 < r < 1``) in ``n_bands`` equal annuli and above ``r = 1/2``."""
+    """Shares of the AC energy (disc ``0 < r < 1``) in ``n_bands`` equal annuli and at
+    ``r >= 1/2``."""
     n_rings = math.lcm(n_bands, 2)  # fine enough to sum into both the bands and the two halves
     index, size = _rings(*shape, n_rings)
     energy = np.bincount(index, weights=power.ravel() * _half_plane_weight(*shape),

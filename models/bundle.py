@@ -64,7 +64,7 @@ def write_bundle(folder: Path, manifest: dict, write_model: Callable[[Path], dic
         model_entry = write_model(tmp)
         full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
                 "model": model_entry}
-        (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True), encoding="utf-8")
+        (tmp / MANIFEST).write_text(json.dumps(full, indent=2), encoding="utf-8")
         old = None
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")

@@ -57,3 +57,16 @@ def plan_folds(y, groups=None, n_splits: int = 5, seed: int = 0) -> FoldPlan:
         if len(np.unique(y[test])) < 2:
             raise ValueError(f"fold {k} holds a single class; use fewer folds or other groups")
     return FoldPlan(n_splits, folds, note)
+
+
+def with_copies(plan: FoldPlan, originals: np.ndarray, source_of: np.ndarray) -> FoldPlan:
+    """Extend folds planned over original rows to a table that also holds augmented copies.
+
+    ``originals`` are the table indices of the original rows (the rows ``plan`` was made for);
+    ``source_of[i]`` is the table index of row i's source (itself for an original). A copy trains
+    in every fold where its source trains and is never tested, so no fold is scored on a
+    processed twin of a training image.
+    """
+    folds = tuple((np.flatnonzero(np.isin(source_of, originals[train])), originals[test])
+                  for train, test in plan.folds)
+    return FoldPlan(plan.n_splits, folds, plan.note)

@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,6 +26,7 @@ import pyarrow.compute  # noqa: F401 - makes pa.compute available
 import pyarrow.parquet as pq
 
 from features.extractor import cached_extractor, extract_files, is_decode_failure
+from features.perturbations import AugmentSpec, augment_plan, source_name
 from features.registry import FeatureConfig, families
 from pipelines import provenance
 from pipelines.datasets import Dataset, load_dataset
@@ -49,6 +51,8 @@ OPTIONS = (
            default=64_000_000),
     Option("backend", "joblib backend", default="loky", choices=("loky", "dask")),
     Option("scheduler", "Dask scheduler address for --backend dask (tcp://HOST:PORT)"),
+    Option("augment_seed", "seed of the augmentation plan (config section 'augment')", type=int,
+           default=0),
     Option("list_features", "print the registered feature families and exit", flag=True),
 )
 
@@ -60,20 +64,43 @@ def feature_config(settings: dict[str, Any]) -> FeatureConfig:
     return FeatureConfig.from_preset(settings["preset"], modality)
 
 
-def chunk_key(config: FeatureConfig, names: Sequence[str], paths: Sequence[Path]) -> str:
-    """Identity of a chunk: the feature configuration and each file's name, size and mtime."""
+def chunk_key(config: FeatureConfig, names: Sequence[str], paths: Sequence[Path],
+              steps: Sequence | None = None) -> str:
+    """Identity of a chunk: the feature configuration, each file's name, size and mtime, and the
+    perturbations applied to it (augmented rows)."""
     digest = hashlib.sha256(config.fingerprint().encode())
-    for name, path in zip(names, paths):
+    for i, (name, path) in enumerate(zip(names, paths)):
         stat = path.stat()
         digest.update(f"\0{name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+        if steps is not None and steps[i]:
+            digest.update(repr(steps[i]).encode())
     return digest.hexdigest()[:20]
 
 
-def run_chunk(index: int, paths: list[str], config: FeatureConfig, options: dict):
+def run_chunk(index: int, paths: list[str], config: FeatureConfig, options: dict,
+              steps: list | None = None):
     import cv2
     cv2.setNumThreads(1)  # parallelism comes from the processes; avoid oversubscription
-    rows, errors = extract_files(paths, config, options)
+    rows, errors = extract_files(paths, config, options, steps)
     return index, rows, errors
+
+
+def augment_dataset(dataset: Dataset, spec: AugmentSpec, seed: int) -> tuple[Dataset, list]:
+    """The dataset with augmented copies appended (``name#augK``), and each row's steps."""
+    plan = augment_plan(dataset.names, spec, seed)
+    clashes = [n for n in dataset.names if source_name(n) != n]
+    if clashes:
+        raise ValueError(f"cannot augment: names such as {clashes[0]!r} already look like "
+                         "augmented rows (#augN)")
+    index = {name: i for i, name in enumerate(dataset.names)}
+    sources = [index[row.source] for row in plan]
+    targets = None if dataset.targets is None else np.concatenate(
+        [dataset.targets, dataset.targets[sources]])
+    augmented = replace(dataset, names=dataset.names + tuple(r.name for r in plan),
+                        paths=dataset.paths + tuple(dataset.paths[i] for i in sources),
+                        targets=targets, extra={})
+    steps = [None] * len(dataset) + [(row.steps, row.seed) for row in plan]
+    return augmented, steps
 
 
 def chunk_table(dataset: Dataset, start: int, rows: np.ndarray, errors: list[str | None],
@@ -97,21 +124,26 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
         pq.write_table(table, tmp)
 
 
-def plan_chunks(dataset: Dataset, config: FeatureConfig, chunk_size: int):
+def plan_chunks(dataset: Dataset, config: FeatureConfig, chunk_size: int, steps=None):
     if chunk_size < 1:
         raise ValueError(f"option chunk_size must be >= 1, got {chunk_size}")
     plan = []
     for start in range(0, len(dataset), chunk_size):
         stop = min(start + chunk_size, len(dataset))
-        key = chunk_key(config, dataset.names[start:stop], dataset.paths[start:stop])
+        key = chunk_key(config, dataset.names[start:stop], dataset.paths[start:stop],
+                        steps[start:stop] if steps else None)
         plan.append((start, stop, key))
     return plan
 
 
 def extract_dataset(dataset: Dataset, config: FeatureConfig, out: Path, *, n_jobs: int = -1,
                     chunk_size: int = 256, options: dict | None = None, backend: str = "loky",
-                    scheduler: str | None = None, progress: bool = True) -> dict:
-    """Extract features of ``dataset`` into ``out`` (resumable); returns the run summary."""
+                    scheduler: str | None = None, progress: bool = True,
+                    steps: list | None = None) -> dict:
+    """Extract features of ``dataset`` into ``out`` (resumable); returns the run summary.
+
+    ``steps`` optionally gives, per file, None or the perturbation ``(chain, seed)`` to apply.
+    """
     from joblib import Parallel, delayed, parallel_config
     from tqdm import tqdm
 
@@ -120,7 +152,7 @@ def extract_dataset(dataset: Dataset, config: FeatureConfig, out: Path, *, n_job
     names = cached_extractor(config).names
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
-    plan = plan_chunks(dataset, config, chunk_size)
+    plan = plan_chunks(dataset, config, chunk_size, steps)
     pending = [(i, start, stop) for i, (start, stop, key) in enumerate(plan)
                if not (parts / f"{key}.parquet").is_file()]
     done_files = len(dataset) - sum(stop - start for _, start, stop in pending)
@@ -128,7 +160,8 @@ def extract_dataset(dataset: Dataset, config: FeatureConfig, out: Path, *, n_job
         log.info("resuming: %d of %d chunks already done", len(plan) - len(pending), len(plan))
     bar = tqdm(total=len(dataset), initial=done_files, unit="file", disable=not progress,
                desc="extract", file=sys.stderr)
-    tasks = (delayed(run_chunk)(i, [str(p) for p in dataset.paths[start:stop]], config, options)
+    tasks = (delayed(run_chunk)(i, [str(p) for p in dataset.paths[start:stop]], config, options,
+                                steps[start:stop] if steps else None)
              for i, start, stop in pending)
     with _backend(backend, scheduler, n_jobs) as (parallel_backend, jobs):
         with parallel_config(backend=parallel_backend):
@@ -243,10 +276,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = load_dataset(settings["data_root"], settings["labels"], require_targets=False,
                                modality=modality)
         options = {"max_pixels": settings["max_pixels"]}
+        steps = None
+        if settings.get("augment"):
+            spec = AugmentSpec.from_mapping(settings["augment"], config.modality)
+            dataset, steps = augment_dataset(dataset, spec, settings["augment_seed"])
+            options["augment"] = {**settings["augment"], "seed": settings["augment_seed"]}
         out = Path(settings["out"])
         summary = extract_dataset(dataset, config, out, n_jobs=settings["n_jobs"],
                                   chunk_size=settings["chunk_size"], options=options,
-                                  backend=settings["backend"], scheduler=settings["scheduler"])
+                                  backend=settings["backend"], scheduler=settings["scheduler"],
+                                  steps=steps)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 
 from models import boosting, metrics
 from models.bundle import lightgbm_writer, write_bundle
-from models.validation import plan_folds
+from features.perturbations import source_name
+from models.validation import plan_folds, with_copies
 from pipelines import provenance
 from pipelines.extract import read_features_metadata
 from pipelines.options import Option, build_parser, resolve, write_text_atomic
@@ -86,18 +87,33 @@ def read_groups(table: FeatureTable, column: str, metadata: str | None) -> np.nd
     return np.asarray([mapping[n] for n in table.names])
 
 
+def augmentation_sources(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the original rows, and for every row the index of its source row."""
+    index = {name: i for i, name in enumerate(names)}
+    try:
+        source_of = np.array([index[source_name(n)] for n in names])
+    except KeyError as error:
+        raise ValueError(f"augmented row without its source row in the table: {error}") from error
+    return np.flatnonzero(source_of == np.arange(len(names))), source_of
+
+
 def family_of(feature: str) -> str:
     return feature.split("__", 1)[0]
 
 
 def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
     started = time.time()
+    originals, source_of = augmentation_sources(table.names)
     groups = read_groups(table, settings["group_column"], settings["metadata"]) \
         if settings["group_column"] else None
-    plan = plan_folds(table.y, groups, settings["folds"], settings["seed"])
+    plan = plan_folds(table.y[originals], None if groups is None else groups[originals],
+                      settings["folds"], settings["seed"])
+    plan = with_copies(plan, originals, source_of)
     params = settings.get("lightgbm") or {}
-    oof = boosting.out_of_fold(table.X, table.y, plan, params, settings["seed"])
-    summary = metrics.summary(table.y, oof)
+    oof = boosting.out_of_fold(table.X, table.y, plan, params, settings["seed"])[originals]
+    y_original = table.y[originals]
+    names_original = [table.names[i] for i in originals]
+    summary = metrics.summary(y_original, oof)
     warnings = metrics.unreliable_warnings(summary)
     if plan.note:
         warnings.insert(0, plan.note)
@@ -106,6 +122,7 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
     run = {
         "model_kind": "lightgbm",
         "n_splits": plan.n_splits,
+        "n_augmented_rows": int(len(table.names) - len(originals)),
         "group_column": settings["group_column"],
         "seed": settings["seed"],
         "lightgbm_params": {**boosting.DEFAULT_PARAMS, **params},
@@ -131,7 +148,7 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
         {"oof": {"model": summary}, "warnings": warnings, "run": run}, indent=2))
     write_csv_atomic(out / "oof.csv", [table.name_column, "target", "fold", "y_pred"],
                      [(safe_cell(n), t, f, f"{p:.6f}") for n, t, f, p in
-                      zip(table.names, table.y, plan.fold_ids(len(oof)), oof)])
+                      zip(names_original, y_original, plan.fold_ids(len(table.y))[originals], oof)])
     found = boosting.importances(model, table.X, table.feature_names)
     write_csv_atomic(out / "importance.csv", ["feature", "family", "gain", "mean_abs_contribution"],
                      [(n, family_of(n), f"{g:.6g}", f"{c:.6g}") for n, g, c in

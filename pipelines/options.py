@@ -66,7 +66,7 @@ def resolve(args: argparse.Namespace, section: str, options: Sequence[Option],
         if option.choices and value is not None and value not in option.choices:
             raise OptionError(f"option {option.name}: {value!r} is not one of {list(option.choices)}")
         merged[option.name] = value
-    for key in ("families", "lightgbm", "stack"):  # mappings that only a config file can hold
+    for key in CONFIG_ONLY:  # mappings that only a config file can hold
         if key in from_file:
             merged[key] = from_file[key]
     return merged
@@ -82,11 +82,11 @@ def read_config_section(path: Path, section: str, options: Sequence[Option]) -> 
         raise OptionError(f"config file {path}: not valid YAML ({error})") from error
     if not isinstance(data, dict):
         raise OptionError(f"config file {path}: expected a mapping at top level")
-    sections = {"extract", "fit", "predict", "report", "evaluate"}
+    sections = {"extract", "fit", "predict", "report", "evaluate", "leakcheck"}
     body = data.get(section, {}) if sections & set(data) else data
     if not isinstance(body, dict):
         raise OptionError(f"config file {path}: section '{section}' must be a mapping")
-    known = {o.name for o in options} | {"families", "lightgbm", "stack"}
+    known = {o.name for o in options} | set(CONFIG_ONLY)
     unknown = sorted(set(body) - known)
     if unknown:
         raise OptionError(f"config file {path}: unknown key(s) {unknown} in section "
@@ -97,6 +97,7 @@ def read_config_section(path: Path, section: str, options: Sequence[Option]) -> 
                 else v) for k, v in body.items()}
 
 
+CONFIG_ONLY = ("families", "lightgbm", "stack", "augment")
 PATH_OPTIONS = {"data_root", "labels", "out", "features", "model", "metadata", "storage_file"}
 
 

@@ -289,6 +289,11 @@ def build_report(run_dir: str | Path) -> Path:
          errors_section(oof_rows, name_column, Path(data_root) if data_root else None, modality)),
         ("run", "Data and run", run_section(run_dir, metrics, manifest, y)),
     ]
+    robustness = run_dir / "robustness" / "robustness.json"
+    if robustness.is_file():
+        from pipelines.evaluate import robustness_section
+        sections.insert(-1, ("robustness", "Robustness to processing", robustness_section(
+            json.loads(robustness.read_text(encoding="utf-8")), figures)))
     nav = "".join(f'<a href="#{key}">{_esc(title)}</a>' for key, title, _ in sections)
     body = "".join(f'<section id="{key}"><h2>{_esc(title)}</h2>{content}</section>'
                    for key, title, content in sections)

@@ -1,0 +1,83 @@
+"""Milliseconds per image, per family and per preset, on one core, beside the JPEG decode time.
+
+    python benchmarks/bench_features.py [--images DIR] [--n 40] [--presets minimal default full]
+
+Images: JPEGs under --images (default: the shared stylegan140k_small set, 256x256), each also
+resized to 512x512 and re-encoded (quality 90) for the 512 column. A family is timed on a fresh
+context, so it pays for the conversions it needs (grey, YCbCr, ...); a preset is timed on one
+context per image, so shared intermediates are computed once, as in extraction.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from features.context import ImageContext  # noqa: E402
+from features.extractor import FeatureExtractor  # noqa: E402
+from features.image_decode import decode_image  # noqa: E402
+from features.registry import FeatureConfig, families  # noqa: E402
+
+DEFAULT_IMAGES = Path(os.environ.get("DEEPFAKE_DATA", Path(__file__).resolve().parents[2] /
+                                     "shared" / "data")) / "images" / "stylegan140k_small"
+
+
+def jpeg_bytes(paths, side: int) -> list[bytes]:
+    out = []
+    for path in paths:
+        rgb = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR)
+        if rgb.shape[:2] != (side, side):
+            rgb = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_CUBIC)
+        out.append(cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    return out
+
+
+def ms_per_image(function, items) -> float:
+    function(items[0])  # warm caches, lazy imports, cascade loading
+    start = time.process_time()
+    for item in items:
+        function(item)
+    return 1000 * (time.process_time() - start) / len(items)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
+    parser.add_argument("--n", type=int, default=40)
+    parser.add_argument("--presets", nargs="+", default=["minimal", "default", "full"])
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    paths = sorted(args.images.rglob("*.jpg"))[: args.n]
+    if not paths:
+        raise SystemExit(f"no JPEG under {args.images}")
+    sizes = {side: jpeg_bytes(paths, side) for side in (256, 512)}
+    decoded = {side: [decode_image(b) for b in data] for side, data in sizes.items()}
+    print(f"{len(paths)} images from {args.images}; CPU ms per image, one core\n")
+    print(f"{'':<28}{'256x256':>10}{'512x512':>10}")
+    print(f"{'decode (JPEG)':<28}" + "".join(
+        f"{ms_per_image(decode_image, sizes[s]):>10.2f}" for s in (256, 512)))
+    for family in families("image"):
+        if family.name == "compression":
+            continue
+        config = FeatureConfig.from_mapping("image", {family.name: {}})
+        extractor = FeatureExtractor(config)
+        row = [ms_per_image(lambda rgb: extractor.transform_context(ImageContext(rgb)),
+                            decoded[s]) for s in (256, 512)]
+        print(f"family {family.name:<21}" + "".join(f"{v:>10.2f}" for v in row)
+              + f"   ({len(extractor.names)} features)")
+    for preset in args.presets:
+        extractor = FeatureExtractor(FeatureConfig.from_preset(preset))
+        row = [ms_per_image(lambda rgb: extractor.transform_context(ImageContext(rgb)),
+                            decoded[s]) for s in (256, 512)]
+        print(f"preset {preset:<21}" + "".join(f"{v:>10.2f}" for v in row)
+              + f"   ({len(extractor.names)} features)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Colour family ``colour``: saturation, exposure, chroma moments and channel correlations.
+
+McCloskey & Albright observed that a generator's final normalisation and its learned colour
+mixing make it behave unlike a camera: it rarely clips to full white or full black (saturated or
+under-exposed pixels are common in photographs), and its colour channels are mixed with
+overlapping weights. This family measures both cues, plus the distribution of HSV saturation and
+of the chroma channels and how strongly R, G and B, and their high-pass residuals (where camera
+demosaicing couples the channels), move together.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from features.registry import register
+
+PAIRS = ((0, 1), (0, 2), (1, 2))  # channel pairs (R, G), (R, B), (G, B) and their names
+PAIR_NAMES = ("r_g", "r_b", "g_b")
+
+
+def byte_histogram(image: np.ndarray, channel: int = 0) -> np.ndarray:
+    """Counts of the 256 levels of one channel of an 8-bit image, float64 (256,)."""
+    return cv2.calcHist([image], [channel], None, [256], [0, 256]).ravel().astype(np.float64)
+
+
+def histogram_percentiles(counts: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
+    """Levels at the given percentiles of the distribution with bin ``counts`` (inverted CDF).
+
+    The q-th percentile is the first level whose cumulative count reaches ``q / 100`` of all
+    counts, and at least one count (so the 0-th percentile is the minimum).
+    """
+    cumulative = np.cumsum(counts)
+    wanted = np.maximum(np.ceil(np.asarray(percentiles) / 100.0 * cumulative[-1] - 1e-9), 1)
+    return np.minimum(np.searchsorted(cumulative, wanted), counts.size - 1).astype(np.float64)
+
+
+def histogram_moments(counts: np.ndarray, levels: np.ndarray) -> tuple[float, float, float, float]:
+    """Mean, standard deviation, skewness and excess kurtosis of ``levels`` weighted by ``counts``
+    (skewness and kurtosis are 0 when the spread is 0)."""
+    weights = counts / counts.sum()
+    mean = float(weights @ levels)
+    centred = levels - mean
+    variance = float(weights @ centred ** 2)
+    if variance <= 1e-12:
+        return mean, 0.0, 0.0, 0.0
+    skewness = float(weights @ centred ** 3) / variance ** 1.5
+    kurtosis = float(weights @ centred ** 4) / variance ** 2 - 3.0
+    return mean, variance ** 0.5, skewness, kurtosis
+
+
+def plane_correlations(planes: Sequence[np.ndarray], pairs: Sequence[tuple[int, int]]
+                       ) -> list[float]:
+    """Pearson correlation of the given pairs of equally shaped integer planes (0 if one is
+    constant).
+
+    Uses ``cov(x, y) = (var x + var y - var(x - y)) / 2``: ``cv2.norm`` sums ``x^2`` and
+    ``(x - y)^2`` in double precision in one pass, without temporary product arrays.
+    """
+    size = planes[0].size
+    means = [cv2.mean(plane)[0] for plane in planes]
+    squares = [cv2.norm(plane, cv2.NORM_L2SQR) / size for plane in planes]
+    # cv2.norm is exact only to double round-off: a variance within that of 0 is a constant plane.
+    variances = [square - mean ** 2 if square - mean ** 2 > 1e-12 * square else 0.0
+                 for square, mean in zip(squares, means)]
+    correlations = []
+    for first, second in pairs:
+        if variances[first] == 0.0 or variances[second] == 0.0:
+            correlations.append(0.0)
+            continue
+        difference = (cv2.norm(planes[first], planes[second], cv2.NORM_L2SQR) / size
+                      - (means[first] - means[second]) ** 2)
+        covariance = (variances[first] + variances[second] - difference) / 2
+        correlations.append(covariance / (variances[first] * variances[second]) ** 0.5)
+    return correlations
+
+
+def exposure_fractions(brightest: np.ndarray, darkest: np.ndarray, margins: Sequence[int]
+                       ) -> dict[str, float]:
+    """Shares of clipped pixels: any or all of R, G, B within ``margin`` of 255 (over-exposed) or
+    of 0 (under-exposed), for each margin, from the per-pixel max and min of R, G, B."""
+    # A pixel has any channel >= t iff its brightest channel does, all iff its darkest does.
+    high = byte_histogram(brightest) / brightest.size
+    low = byte_histogram(darkest) / brightest.size
+    features = {}
+    for margin in margins:
+        features[f"overexposed_any__margin_{margin}"] = high[255 - margin:].sum()
+        features[f"overexposed_all__margin_{margin}"] = low[255 - margin:].sum()
+        features[f"underexposed_any__margin_{margin}"] = low[:margin + 1].sum()
+        features[f"underexposed_all__margin_{margin}"] = high[:margin + 1].sum()
+    return {name: float(value) for name, value in features.items()}
+
+
+def _check_params(percentiles: Sequence[float], clip_margins: Sequence[int]) -> None:
+    if not all(0 <= q <= 100 and float(q).is_integer() for q in percentiles):
+        raise ValueError(f"colour: percentiles must be whole numbers in 0..100, got {percentiles}")
+    if not all(isinstance(m, int) and 0 <= m <= 254 for m in clip_margins):
+        raise ValueError(f"colour: clip_margins must be integers in 0..254, got {clip_margins}")
+
+
+@register(name="colour", modality="image", cost="cheap")
+def colour(ctx, *, percentiles: Sequence[float] = (5, 25, 50, 75, 95),
+           clip_margins: Sequence[int] = (0, 4)) -> dict[str, float]:
+    """Saturation and exposure statistics, chroma moments and R, G, B (residual) correlations.
+
+    * ``saturation__mean``, ``saturation__std``, ``saturation__percentile_q``: HSV saturation
+      ``S = (max - min) / max`` of R, G, B (0 for black) in [0, 1], rounded to multiples of
+      1/255 as 8-bit HSV; percentiles by the inverted CDF.
+    * ``overexposed_any__margin_m`` / ``overexposed_all__margin_m``: share of pixels with any /
+      all of R, G, B >= 255 - m; ``underexposed_any`` / ``underexposed_all``: any / all <= m.
+      McCloskey & Albright's cue: generators rarely produce such clipped pixels.
+    * ``cb__mean``, ``cb__std``, ``cb__skewness``, ``cb__kurtosis`` (excess) and the same for
+      ``cr``: moments of the BT.601 chroma channels centred on neutral grey (128 -> 0), and
+      ``cb_cr__correlation``.
+    * ``correlation__r_g``, ``__r_b``, ``__g_b``: Pearson correlation between colour channels,
+      and ``residual_correlation__*``: the same between their high-pass residuals (4-neighbour
+      Laplacian, borders reflected), where camera demosaicing leaves strongly coupled channels.
+
+    Moments and correlations are 0 where the spread is 0 (e.g. a constant image).
+
+    Reference: S. McCloskey, M. Albright, "Detecting GAN-generated Imagery using Saturation
+    Cues", ICIP 2019 (arXiv:1812.08247, "Detecting GAN-generated imagery using color cues", 2018).
+    """
+    _check_params(percentiles, clip_margins)
+    planes = cv2.split(ctx.rgb)
+    brightest = cv2.max(cv2.max(planes[0], planes[1]), planes[2])
+    darkest = cv2.min(cv2.min(planes[0], planes[1]), planes[2])
+    # 8-bit HSV saturation round(255 (max - min) / max); cv2.divide gives 0 where max = 0.
+    saturation = byte_histogram(cv2.divide(cv2.subtract(brightest, darkest), brightest, scale=255))
+    levels = np.arange(256, dtype=np.float64)
+    mean, spread, _, _ = histogram_moments(saturation, levels / 255)
+    features = {"saturation__mean": mean, "saturation__std": spread}
+    quantiles = histogram_percentiles(saturation, percentiles) / 255
+    features.update({f"saturation__percentile_{int(q)}": float(level)
+                     for q, level in zip(percentiles, quantiles)})
+    features.update(exposure_fractions(brightest, darkest, clip_margins))
+
+    # OpenCV's 8-bit YCrCb holds Y, Cr, Cb in that order.
+    ycrcb = ctx.shared(("ycrcb8",), lambda: cv2.cvtColor(ctx.rgb, cv2.COLOR_RGB2YCrCb))
+    for name, channel in (("cb", 2), ("cr", 1)):
+        moments = histogram_moments(byte_histogram(ycrcb, channel), levels - 128)
+        features.update({f"{name}__{moment}": value for moment, value
+                         in zip(("mean", "std", "skewness", "kurtosis"), moments)})
+    chroma = [cv2.extractChannel(ycrcb, channel) for channel in (2, 1)]
+    features["cb_cr__correlation"] = plane_correlations(chroma, [(0, 1)])[0]
+
+    residuals = cv2.split(
+        cv2.Laplacian(ctx.rgb, cv2.CV_16S, ksize=1, borderType=cv2.BORDER_REFLECT))
+    for kind, kind_planes in (("correlation", planes), ("residual_correlation", residuals)):
+        correlations = plane_correlations(kind_planes, PAIRS)
+        features.update({f"{kind}__{pair}": value for pair, value in zip(PAIR_NAMES, correlations)})
+    return features

@@ -1,0 +1,281 @@
+"""Texture families: local binary patterns (``texture``) and grey-level co-occurrence (``glcm``).
+
+Generators synthesise texture (skin pores, hair, background) rather than record it, and face
+swaps blend and resample it; both change the local micro-structure that LBP and GLCM summarise.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from features.context import ImageContext
+from features.pyramid import check_levels, pool_codes, pyramid_names
+from features.registry import register
+
+N_NEIGHBOURS = 8                       # P: the codes of 8 neighbours fit in one byte
+LBP_MAPPINGS = ("uniform", "nri_uniform", "ri")
+# Comparisons tolerate this much rounding (in 8-bit grey steps): a neighbour that interpolates to
+# exactly the centre value (flat areas, ramps) must count as ">=", whatever float rounding says.
+TIE_TOLERANCE = 1e-4
+# Full scale of each channel as ``ImageContext.channel`` returns it; the rest are 0..255.
+_FULL_SCALE = {"h": 360.0, "s": 1.0, "v": 1.0}
+_DIFFERENCE_CHANNELS = {"r_g": ("r", "g"), "g_b": ("g", "b"), "b_r": ("b", "r")}
+
+
+def channel_8bit(ctx: ImageContext, name: str) -> np.ndarray:
+    """A channel as float32 on the 0..255 scale of 8-bit grey steps (cached in the context).
+
+    Besides the context's channels (y, cb, cr, h, s, v, r, g, b), the inter-channel differences
+    ``r_g``, ``g_b`` and ``b_r`` (range -255..255) are available.
+    """
+    def compute() -> np.ndarray:
+        if name in _DIFFERENCE_CHANNELS:
+            first, second = _DIFFERENCE_CHANNELS[name]
+            return cv2.subtract(ctx.channel(first), ctx.channel(second))
+        scale = _FULL_SCALE.get(name)
+        return ctx.channel(name) if scale is None else ctx.channel(name) * np.float32(255 / scale)
+
+    return ctx.shared(("channel_8bit", name), compute)
+
+
+def neighbour_offsets(radius: float) -> np.ndarray:
+    """(P, 2) (row, col) offsets of the circular neighbours, counter-clockwise from the right.
+
+    Neighbour p sits at angle 2*pi*p/P: (-R sin, R cos), rounded to 5 decimals as in
+    scikit-image so that on-grid neighbours are exactly on the grid.
+    """
+    angles = 2 * np.pi * np.arange(N_NEIGHBOURS) / N_NEIGHBOURS
+    return np.round(np.stack([-radius * np.sin(angles), radius * np.cos(angles)], axis=1), 5) + 0.0
+
+
+@lru_cache(maxsize=None)
+def _sampling(radius: int) -> tuple[tuple[int, int, np.ndarray | None], ...]:
+    """Per neighbour: the top-left (row, col) offset of its pixel, or of the 2x2 pixels around
+    it, and their bilinear weights (None on the grid)."""
+    sampling = []
+    for dy, dx in neighbour_offsets(radius):
+        top, left = int(np.floor(dy)), int(np.floor(dx))
+        fy, fx = dy - top, dx - left
+        on_grid = fy == 0 and fx == 0
+        weights = None if on_grid else np.outer([1 - fy, fy], [1 - fx, fx]).astype(np.float32)
+        if weights is not None:
+            weights.setflags(write=False)
+        sampling.append((top, left, weights))
+    return tuple(sampling)
+
+
+def lbp_patterns(image: np.ndarray, radius: int) -> np.ndarray:
+    """8-bit LBP patterns (bit p set when neighbour p >= centre) of an image's interior pixels.
+
+    Only the ``(H - 2R, W - 2R)`` pixels whose whole circle of neighbours lies inside the image
+    get a code, as in Ojala et al.; off-grid neighbours are bilinearly interpolated (not rounded
+    to the nearest pixel), each as one 2x2 filter over the image. ``image`` is float32 on the
+    8-bit scale; interpolated values within ``TIE_TOLERANCE`` below the centre count as ties
+    (bit set), so exact ties are kept whatever the float rounding.
+    """
+    if int(radius) != radius or radius < 1:
+        raise ValueError(f"LBP radius must be a positive integer, got {radius!r}")
+    radius = int(radius)
+    height, width = image.shape[0] - 2 * radius, image.shape[1] - 2 * radius
+    if height <= 0 or width <= 0:
+        return np.zeros((max(height, 0), max(width, 0)), np.uint8)
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    centre = image[radius:-radius, radius:-radius]
+    patterns = np.zeros((height, width), np.uint8)
+    bit = np.empty((height, width), np.uint8)
+    interpolated = np.empty_like(image)
+    for p, (top, left, weights) in enumerate(_sampling(radius)):
+        source = image
+        if weights is not None:
+            # Interpolation is the only rounding: add the tie tolerance to its result.
+            source = cv2.filter2D(image, cv2.CV_32F, weights, dst=interpolated, anchor=(0, 0),
+                                  delta=TIE_TOLERANCE)
+        neighbour = source[radius + top:radius + top + height, radius + left:radius + left + width]
+        cv2.compare(neighbour, centre, cv2.CMP_GE, dst=bit)
+        # NumPy, not OpenCV, where a scalar is an operand: OpenCV reads tiny arrays as scalars.
+        patterns |= np.bitwise_and(bit, np.uint8(1 << p), out=bit)
+    return patterns
+
+
+@lru_cache(maxsize=None)
+def lbp_mapping(mapping: str) -> tuple[np.ndarray, int]:
+    """Look-up table from the 256 8-bit patterns to the mapping's codes, and the code count.
+
+    - ``uniform`` (riu2, P + 2 = 10 codes): the number of set bits for patterns with at most two
+      circular 0/1 transitions, P + 1 for all others (rotation invariant).
+    - ``nri_uniform`` (P(P-1) + 3 = 59 codes): each uniform pattern its own code, all others one
+      code, numbered as scikit-image does.
+    - ``ri`` (36 codes): patterns equal up to rotation share a code, numbered by their smallest
+      rotation.
+    """
+    table, n_codes = _mapping_table(mapping)
+    table = table.astype(np.uint8)
+    table.setflags(write=False)
+    return table, n_codes
+
+
+def _mapping_table(mapping: str) -> tuple[np.ndarray, int]:
+    patterns = np.arange(256)
+    bits = (patterns[:, None] >> np.arange(N_NEIGHBOURS)) & 1
+    ones = bits.sum(axis=1)
+    uniform = (bits != np.roll(bits, -1, axis=1)).sum(axis=1) <= 2
+    if mapping == "uniform":
+        return np.where(uniform, ones, N_NEIGHBOURS + 1), N_NEIGHBOURS + 2
+    if mapping == "nri_uniform":
+        first_one, first_zero = bits.argmax(axis=1), (1 - bits).argmax(axis=1)
+        rotation = np.where(first_one == 0, ones - first_zero, N_NEIGHBOURS - first_one)
+        n_codes = N_NEIGHBOURS * (N_NEIGHBOURS - 1) + 3
+        codes = np.select([~uniform, ones == 0, ones == N_NEIGHBOURS],
+                          [n_codes - 1, 0, n_codes - 2],
+                          1 + (ones - 1) * N_NEIGHBOURS + rotation)
+        return codes, n_codes
+    if mapping == "ri":
+        rotations = [(patterns >> k | patterns << (N_NEIGHBOURS - k)) & 255
+                     for k in range(N_NEIGHBOURS)]
+        canonical, codes = np.unique(np.min(rotations, axis=0), return_inverse=True)
+        return codes, canonical.size
+    raise ValueError(f"unknown LBP mapping {mapping!r}; known: {LBP_MAPPINGS}")
+
+
+def lbp_code_map(ctx: ImageContext, channel: str, radius: int, mapping: str) -> np.ndarray:
+    """LBP codes of a channel's interior pixels, shared through ``ctx.shared``.
+
+    ``mapping`` is one of ``LBP_MAPPINGS`` or ``"default"`` for the raw 8-bit patterns.
+    """
+    if mapping == "default":
+        return ctx.shared(("lbp", channel, radius, mapping),
+                          lambda: lbp_patterns(channel_8bit(ctx, channel), radius))
+    table = lbp_mapping(mapping)[0]
+    return ctx.shared(("lbp", channel, radius, mapping),
+                      lambda: cv2.LUT(lbp_code_map(ctx, channel, radius, "default"), table))
+
+
+@register(name="texture", modality="image", cost="moderate")
+def texture(ctx: ImageContext, *, channels: Sequence[str] = ("y", "cb", "cr"),
+            radii: Sequence[int] = (1, 2), mapping: str = "uniform",
+            levels: Sequence[int] = (1,)) -> dict[str, float]:
+    """Histograms of local binary patterns per channel and radius, pooled over a spatial pyramid.
+
+    Each interior pixel gets the pattern of signs s(g_p - g_c), p = 0..7, of its 8 neighbours
+    g_p on a circle of radius R (bilinearly interpolated off the grid) against the centre g_c,
+    s(x) = 1 for x >= 0. The ``uniform`` mapping (riu2) turns the pattern into the number of its
+    set bits when it has at most two circular 0/1 transitions (spots, edges, corners, flat areas)
+    and P + 1 otherwise, 10 codes that do not change under rotation or monotonic grey changes.
+    Features are the normalised code histograms of each pyramid cell (``levels``; ``(1,)`` for the
+    whole image), named ``{channel}_r{R}_{mapping}__cell_{L}x{L}_{row}_{col}__bin_{code}``.
+    Computing them on chroma as well as luma (colour texture) catches the colour artefacts of
+    generators that grey texture misses.
+
+    References
+    ----------
+    T. Ojala, M. Pietikäinen, T. Mäenpää, "Multiresolution gray-scale and rotation invariant
+    texture classification with local binary patterns", IEEE TPAMI 24(7), 2002.
+    Z. Boulkenafet, J. Komulainen, A. Hadid, "Face anti-spoofing based on color texture
+    analysis", ICIP 2015.
+    """
+    levels = check_levels(levels)
+    table, n_codes = lbp_mapping(mapping)
+    # Pool the raw patterns, then merge their bins: cheaper than mapping every pixel first.
+    merge = np.eye(n_codes)[table]
+    features: dict[str, float] = {}
+    for channel in channels:
+        for radius in radii:
+            patterns = lbp_code_map(ctx, channel, radius, "default")
+            histograms = pool_codes(patterns, 256, levels) @ merge
+            names = pyramid_names(f"{channel}_r{radius}_{mapping}", n_codes, levels)
+            features.update(zip(names, histograms.ravel().tolist()))
+    return features
+
+
+GLCM_PROPERTIES = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "asm")
+GLCM_ANGLES = (0, 45, 90, 135)
+
+
+def glcm_offsets(distance: int) -> list[tuple[int, int]]:
+    """(row, col) offsets at 0, 45, 90 and 135 degrees, as ``skimage.feature.graycomatrix``."""
+    return [(int(round(np.sin(np.deg2rad(a)) * distance)),
+             int(round(np.cos(np.deg2rad(a)) * distance))) for a in GLCM_ANGLES]
+
+
+def cooccurrence_matrix(levels_image: np.ndarray, offset: tuple[int, int],
+                        n_levels: int) -> np.ndarray:
+    """Symmetric, normalised grey-level co-occurrence matrix P(i, j) for one pixel offset.
+
+    Counts pairs (x[r, c], x[r + dy, c + dx]) with both pixels inside the image, adds the
+    transpose (pairs in both directions) and divides by the total (all zeros when no pair fits).
+    """
+    dy, dx = offset
+    height, width = levels_image.shape
+    rows, cols = height - abs(dy), width - abs(dx)
+    if rows <= 0 or cols <= 0:
+        return np.zeros((n_levels, n_levels))
+    first = levels_image[max(-dy, 0):max(-dy, 0) + rows, max(-dx, 0):max(-dx, 0) + cols]
+    second = levels_image[max(dy, 0):max(dy, 0) + rows, max(dx, 0):max(dx, 0) + cols]
+    counts = cv2.calcHist([first, second], [0, 1], None, [n_levels, n_levels],
+                          [0, n_levels, 0, n_levels]).astype(np.float64)
+    counts += counts.T
+    return counts / counts.sum()
+
+
+def glcm_properties(matrices: np.ndarray) -> dict[str, np.ndarray]:
+    """Haralick properties of normalised co-occurrence matrices (..., L, L), as graycoprops.
+
+    contrast = sum P (i-j)^2, dissimilarity = sum P |i-j|, homogeneity = sum P / (1 + (i-j)^2),
+    asm = sum P^2, energy = sqrt(asm), correlation = sum P (i-mu_i)(j-mu_j) / (sigma_i sigma_j),
+    defined as 1 when a standard deviation is 0 (a constant image).
+    """
+    i, j = np.indices(matrices.shape[-2:])
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return values.sum(axis=(-2, -1))
+
+    mean_i, mean_j = total(matrices * i), total(matrices * j)
+    centred_i = i - mean_i[..., None, None]
+    centred_j = j - mean_j[..., None, None]
+    std_i = np.sqrt(total(matrices * centred_i ** 2))
+    std_j = np.sqrt(total(matrices * centred_j ** 2))
+    covariance = total(matrices * centred_i * centred_j)
+    degenerate = (std_i < 1e-15) | (std_j < 1e-15)
+    asm = total(matrices ** 2)
+    return {
+        "contrast": total(matrices * (i - j) ** 2),
+        "dissimilarity": total(matrices * np.abs(i - j)),
+        "homogeneity": total(matrices / (1.0 + (i - j) ** 2)),
+        "energy": np.sqrt(asm),
+        "correlation": np.divide(covariance, std_i * std_j, out=np.ones_like(covariance),
+                                 where=~degenerate),
+        "asm": asm,
+    }
+
+
+@register(name="glcm", modality="image", cost="cheap")
+def glcm(ctx: ImageContext, *, distances: Sequence[int] = (1, 2),
+         n_levels: int = 32) -> dict[str, float]:
+    """Haralick texture properties of the grey-level co-occurrence matrix of the luma.
+
+    Y is quantised to ``n_levels`` grey levels (floor(Y * n_levels / 256)); for each distance d
+    and angle 0, 45, 90, 135 degrees the symmetric co-occurrence matrix P(i, j) is the frequency
+    of grey levels i and j at pixels d apart in that direction. From each P: contrast,
+    dissimilarity, homogeneity, energy, correlation and angular second moment (ASM), named
+    ``{property}__d_{d}_a_{angle}``. They summarise how often and how strongly neighbouring grey
+    levels differ: the smoothness, periodicity and directionality of texture.
+
+    References
+    ----------
+    R. M. Haralick, K. Shanmugam, I. Dinstein, "Textural Features for Image Classification",
+    IEEE Transactions on Systems, Man, and Cybernetics 3(6), 1973.
+    """
+    if not 2 <= n_levels <= 256 or not distances or min(distances) < 1:
+        raise ValueError(f"need 2 <= n_levels <= 256 and distances >= 1, "
+                         f"got n_levels={n_levels}, distances={distances}")
+    quantised = ctx.shared(("grey_levels", n_levels),
+                           lambda: (ctx.gray * np.float32(n_levels / 256)).astype(np.uint8))
+    pairs = [(distance, angle, offset) for distance in distances
+             for angle, offset in zip(GLCM_ANGLES, glcm_offsets(distance))]
+    properties = glcm_properties(np.stack([cooccurrence_matrix(quantised, offset, n_levels)
+                                           for _, _, offset in pairs]))
+    return {f"{name}__d_{distance}_a_{angle}": float(properties[name][k])
+            for k, (distance, angle, _) in enumerate(pairs) for name in GLCM_PROPERTIES}

@@ -1,0 +1,187 @@
+import warnings
+
+import numpy as np
+import pytest
+from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
+
+from features.context import ImageContext
+from features.texture import (GLCM_PROPERTIES, channel_8bit, glcm, lbp_code_map, lbp_mapping,
+                              lbp_patterns, texture)
+
+
+def skimage_lbp(image_uint8, radius, method):
+    """scikit-image's LBP of the interior pixels (those with all neighbours inside the image)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        codes = local_binary_pattern(image_uint8, 8, radius, method)
+    return codes[radius:-radius, radius:-radius].astype(int)
+
+
+def random_rgb(shape, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (*shape, 3)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("radius", [1, 2, 3])
+def test_constant_image_is_all_uniform_code_p(radius):
+    image = np.full((12, 15), 77, np.float32)
+    patterns = lbp_patterns(image, radius)
+    assert patterns.shape == (12 - 2 * radius, 15 - 2 * radius)
+    table, _ = lbp_mapping("uniform")
+    assert set(table[patterns].ravel()) == {8}  # all neighbours >= centre: P ones
+
+
+def test_horizontal_edge_gives_the_hand_computed_pattern():
+    # Bright row above, equal left/right, dark row below. Neighbours counter-clockwise from the
+    # right: right (5 >= 5), up-right (interpolates 9, 9, 5, 5: 7.8), up (9), up-left (7.8),
+    # left (5 >= 5) are set; down-left (0.29 * 5 + 0.71 * 0 = 1.5), down (0), down-right unset.
+    image = np.array([[9, 9, 9], [5, 5, 5], [0, 0, 0]], np.float32)
+    assert lbp_patterns(image, 1)[0, 0] == 0b00011111
+    assert lbp_mapping("uniform")[0][0b00011111] == 5          # 5 ones, 2 transitions
+    assert lbp_mapping("uniform")[0][0b00100101] == 9          # non-uniform: P + 1
+    assert lbp_mapping("nri_uniform")[0][0b00011111] == 1 + 4 * 8  # n_ones=5, no rotation
+
+
+@pytest.mark.parametrize("radius", [1, 2, 3])
+def test_exact_ties_on_a_diagonal_ramp_count_as_greater_or_equal(radius):
+    # x = row + col: neighbour p differs from the centre by R (cos - sin)(2 pi p / 8): +R at the
+    # right (p=0) and below (p=6), 0 (a tie, however the interpolation rounds) at p=1 and p=5,
+    # positive at p=7, negative at p=2, 3, 4. Set bits: 0, 1, 5, 6, 7.
+    rows, cols = np.indices((15, 17))
+    patterns = lbp_patterns((rows + cols).astype(np.float32), radius)
+    assert set(patterns.ravel()) == {0b11100011}
+
+
+@pytest.mark.parametrize("radius", [1, 2, 3])
+@pytest.mark.parametrize("method", ["uniform", "nri_uniform"])
+def test_codes_match_scikit_image(radius, method):
+    image = np.random.default_rng(radius).integers(0, 256, (64, 72)).astype(np.uint8)
+    table, n_codes = lbp_mapping(method)
+    codes = table[lbp_patterns(image.astype(np.float32), radius)]
+    reference = skimage_lbp(image, radius, method)
+    np.testing.assert_array_equal(codes, reference)
+    np.testing.assert_array_equal(np.bincount(codes.ravel(), minlength=n_codes),
+                                  np.bincount(reference.ravel(), minlength=n_codes))
+
+
+def test_rotation_invariant_codes_number_skimage_ror_patterns():
+    image = np.random.default_rng(5).integers(0, 256, (40, 50)).astype(np.uint8)
+    table, n_codes = lbp_mapping("ri")
+    assert n_codes == 36  # distinct 8-bit patterns up to rotation
+    # Code k is the k-th smallest of the patterns that are their own smallest rotation.
+    patterns = np.arange(256)
+    canonical = [p for p in patterns
+                 if all(p <= ((p >> k | p << (8 - k)) & 255) for k in range(8))]
+    codes = table[lbp_patterns(image.astype(np.float32), 1)]
+    np.testing.assert_array_equal(np.array(canonical)[codes], skimage_lbp(image, 1, "ror"))
+
+
+def test_family_histogram_equals_skimage_histogram_of_luma():
+    rgb = random_rgb((48, 56), seed=3)
+    ctx = ImageContext(rgb)
+    features = texture(ctx, channels=["y"], radii=[2])
+    reference = skimage_lbp(ctx.channel("y").astype(np.uint8), 2, "uniform")
+    expected = np.bincount(reference.ravel(), minlength=10) / reference.size
+    got = [features[f"y_r2_uniform__cell_1x1_0_0__bin_{code}"] for code in range(10)]
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+def test_pyramid_separates_noisy_left_half_from_flat_right_half():
+    rgb = np.full((40, 40, 3), 120, np.uint8)
+    rgb[:, :18] = random_rgb((40, 18), seed=4)  # flat from column 18: codes from 19 on
+    features = texture(ImageContext(rgb), channels=["y"], radii=[1], levels=[1, 2])
+    right = [features[f"y_r1_uniform__cell_2x2_{row}_1__bin_8"] for row in (0, 1)]
+    left = [features[f"y_r1_uniform__cell_2x2_{row}_0__bin_8"] for row in (0, 1)]
+    assert right == [1.0, 1.0]          # flat: every pattern is all ones
+    assert max(left) < 0.5
+    whole = [features[f"y_r1_uniform__cell_1x1_0_0__bin_{code}"] for code in range(10)]
+    assert sum(whole) == pytest.approx(1.0)
+
+
+def test_code_maps_are_shared_through_the_context():
+    ctx = ImageContext(random_rgb((20, 20)))
+    texture(ctx, channels=["cb"], radii=[1])
+    assert lbp_code_map(ctx, "cb", 1, "default") is lbp_code_map(ctx, "cb", 1, "default")
+    np.testing.assert_array_equal(lbp_code_map(ctx, "cb", 1, "uniform"),
+                                  lbp_mapping("uniform")[0][lbp_code_map(ctx, "cb", 1, "default")])
+
+
+def test_channels_on_the_8bit_scale():
+    rgb = random_rgb((6, 7), seed=8)
+    ctx = ImageContext(rgb)
+    r, g, b = (rgb[..., k].astype(np.float32) for k in range(3))
+    np.testing.assert_array_equal(channel_8bit(ctx, "r_g"), r - g)
+    np.testing.assert_array_equal(channel_8bit(ctx, "b_r"), b - r)
+    np.testing.assert_allclose(channel_8bit(ctx, "v"), rgb.max(axis=2), atol=1e-3)
+    np.testing.assert_array_equal(channel_8bit(ctx, "y"), ctx.channel("y"))
+
+
+def test_names_do_not_depend_on_image_size():
+    params = dict(channels=["y", "cb", "s"], radii=[1, 3], mapping="nri_uniform", levels=[1, 2, 4])
+    small = texture(ImageContext(random_rgb((64, 64))), **params)
+    large = texture(ImageContext(random_rgb((333, 517))), **params)
+    assert list(small) == list(large)
+    assert len(small) == 3 * 2 * 59 * 21
+
+
+def test_finite_on_tiny_image():
+    features = texture(ImageContext(random_rgb((8, 8))), radii=[1, 2, 3], levels=[1, 2, 4])
+    assert np.isfinite(list(features.values())).all()
+
+
+def test_unknown_mapping_and_bad_radius_are_errors():
+    with pytest.raises(ValueError):
+        lbp_mapping("ror")
+    with pytest.raises(ValueError):
+        lbp_patterns(np.zeros((9, 9), np.float32), 0)
+
+
+def checkerboard(size, dark=0, bright=255):
+    rows, cols = np.indices((size, size))
+    grey = np.where((rows + cols) % 2 == 0, dark, bright).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def test_glcm_of_checkerboard_has_the_hand_computed_values():
+    features = glcm(ImageContext(checkerboard(16)), distances=[1, 2])
+    # 0 and 255 quantise to levels 0 and 31: horizontal/vertical neighbours always differ by 31,
+    # diagonal neighbours and pixels two apart are always equal.
+    for angle in (0, 90):
+        assert features[f"contrast__d_1_a_{angle}"] == pytest.approx(31 ** 2)
+        assert features[f"dissimilarity__d_1_a_{angle}"] == pytest.approx(31)
+        assert features[f"homogeneity__d_1_a_{angle}"] == pytest.approx(1 / (1 + 31 ** 2))
+        assert features[f"correlation__d_1_a_{angle}"] == pytest.approx(-1)
+    for name in ("contrast__d_1_a_45", "contrast__d_1_a_135", "contrast__d_2_a_0",
+                 "contrast__d_2_a_45"):
+        assert features[name] == 0
+    assert features["correlation__d_2_a_0"] == pytest.approx(1)
+    assert features["asm__d_1_a_0"] == pytest.approx(0.5)  # P(0,31) = P(31,0) = 1/2
+    assert features["energy__d_1_a_0"] == pytest.approx(np.sqrt(0.5))
+
+
+def test_glcm_matches_skimage_graycoprops():
+    ctx = ImageContext(random_rgb((45, 61), seed=7))
+    features = glcm(ctx, distances=[1, 3], n_levels=16)
+    levels = (ctx.gray * 16 / 256).astype(np.uint8)
+    matrix = graycomatrix(levels, [1, 3], np.deg2rad([0, 45, 90, 135]), levels=16,
+                          symmetric=True, normed=True)
+    for prop in GLCM_PROPERTIES:
+        expected = graycoprops(matrix, prop.upper() if prop == "asm" else prop)
+        for d_index, distance in enumerate([1, 3]):
+            for a_index, angle in enumerate([0, 45, 90, 135]):
+                assert features[f"{prop}__d_{distance}_a_{angle}"] == pytest.approx(
+                    expected[d_index, a_index], rel=1e-9, abs=1e-12)
+
+
+def test_glcm_of_constant_image_is_defined():
+    features = glcm(ImageContext(np.full((8, 8, 3), 90, np.uint8)))
+    assert features["contrast__d_1_a_0"] == 0
+    assert features["energy__d_2_a_135"] == pytest.approx(1)
+    assert features["correlation__d_1_a_45"] == 1
+
+
+def test_glcm_names_do_not_depend_on_image_size_and_are_finite_on_tiny_images():
+    small = glcm(ImageContext(random_rgb((8, 8))))
+    large = glcm(ImageContext(random_rgb((333, 517))))
+    assert list(small) == list(large)
+    assert len(small) == len(GLCM_PROPERTIES) * 2 * 4
+    assert np.isfinite(list(small.values())).all()
