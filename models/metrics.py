@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.stats import norm, rankdata
 from sklearn.metrics import roc_auc_score, roc_curve
 
 TARGET_FPRS = (1e-3, 1e-2)
@@ -86,3 +87,113 @@ def unreliable_warnings(metrics: dict) -> list[str]:
                 f"{10 / item['target_fpr']:.0f}); the FPR actually reached is "
                 f"{item['fpr_reached']:.4g}, so this number is not reliable")
     return warnings
+
+
+def delong_auc_variance(y_true, y_score) -> tuple[float, float]:
+    """ROC AUC and its DeLong variance, computed from midranks in O(n log n).
+
+    DeLong's structural components are V10_i = mean_j psi(x_i, y_j) for each positive score x_i
+    and V01_j = mean_i psi(x_i, y_j) for each negative score y_j, with psi = 1 if x > y, 1/2 on a
+    tie, 0 otherwise; AUC = mean(V10) and Var(AUC) = S10 / m + S01 / n, where S10 and S01 are the
+    sample variances (ddof=1) of the components over the m positives and n negatives. The
+    components are read off midranks: V10_i = (rank of x_i among all - rank among positives) / n.
+
+    References: E. R. DeLong, D. M. DeLong, D. L. Clarke-Pearson, "Comparing the areas under two
+    or more correlated receiver operating characteristic curves: a nonparametric approach",
+    Biometrics, 1988; X. Sun, W. Xu, "Fast implementation of DeLong's algorithm for comparing the
+    areas under correlated receiver operating characteristic curves", IEEE Signal Processing
+    Letters, 2014.
+    """
+    y_true, y_score = _check(y_true, y_score)
+    positives, negatives = y_score[y_true == 1], y_score[y_true == 0]
+    m, n = len(positives), len(negatives)
+    if m < 2 or n < 2:
+        raise ValueError("the DeLong variance needs at least 2 positives and 2 negatives")
+    combined_ranks = rankdata(np.concatenate([positives, negatives]))
+    v10 = (combined_ranks[:m] - rankdata(positives)) / n
+    v01 = 1.0 - (combined_ranks[m:] - rankdata(negatives)) / m
+    return float(np.mean(v10)), float(np.var(v10, ddof=1) / m + np.var(v01, ddof=1) / n)
+
+
+def auc_ci(y_true, y_score, confidence: float = 0.95) -> dict:
+    """AUC with its DeLong standard error and normal (Wald) interval, clipped to [0, 1]."""
+    value, variance = delong_auc_variance(y_true, y_score)
+    std = float(np.sqrt(variance))
+    z = float(norm.ppf(0.5 + confidence / 2))
+    return {"auc": value, "std": std, "ci_low": max(0.0, value - z * std),
+            "ci_high": min(1.0, value + z * std), "confidence": confidence,
+            "method": "DeLong (Sun & Xu fast midrank algorithm)"}
+
+
+def _tpr_at_fpr_fast(positives: np.ndarray, negatives: np.ndarray, target_fpr: float) -> float:
+    """TPR@FPR by the module's convention, without building the ROC curve.
+
+    The allowed thresholds are those above the (k+1)-th largest negative score, k being the most
+    negatives the FPR budget admits; the lowest of them keeps every positive scored above it.
+    """
+    k = int(np.floor((target_fpr + 1e-12) * len(negatives)))
+    if k >= len(negatives):
+        return 1.0
+    cutoff = np.partition(negatives, len(negatives) - 1 - k)[len(negatives) - 1 - k]
+    return float(np.mean(positives > cutoff))
+
+
+def tpr_at_fpr_bootstrap_ci(y_true, y_score, target_fprs=TARGET_FPRS, *,
+                            n_bootstrap: int = 1000, confidence: float = 0.95,
+                            seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Stratified percentile-bootstrap interval of TPR@FPR for each target.
+
+    Positives and negatives are resampled separately (with replacement, keeping both class sizes),
+    so every replicate has the class balance and the FPR resolution of the original sample. The
+    generator is seeded, so the interval is reproducible. Returns ``{f"{target:g}": (low, high)}``.
+
+    Reference: B. Efron, R. Tibshirani, "An Introduction to the Bootstrap", Chapman & Hall, 1993
+    (percentile interval, stratified resampling).
+    """
+    y_true, y_score = _check(y_true, y_score)
+    positives, negatives = y_score[y_true == 1], y_score[y_true == 0]
+    rng = np.random.default_rng(seed)
+    replicates = np.empty((n_bootstrap, len(target_fprs)))
+    for b in range(n_bootstrap):
+        pos_b = positives[rng.integers(0, len(positives), len(positives))]
+        neg_b = negatives[rng.integers(0, len(negatives), len(negatives))]
+        replicates[b] = [_tpr_at_fpr_fast(pos_b, neg_b, t) for t in target_fprs]
+    alpha = (1.0 - confidence) / 2
+    low, high = np.quantile(replicates, [alpha, 1.0 - alpha], axis=0)
+    return {f"{t:g}": (float(lo), float(hi)) for t, lo, hi in zip(target_fprs, low, high)}
+
+
+def eer(y_true, y_score) -> float:
+    """Equal error rate: the FPR at which FPR equals the miss rate 1 - TPR on the ROC curve.
+
+    Along the ROC curve (every distinct score a threshold) FNR - FPR never increases; the EER is
+    where it crosses zero, interpolated linearly between the two ROC points around the crossing.
+    """
+    y_true, y_score = _check(y_true, y_score)
+    fpr, tpr, _ = roc_curve(y_true, y_score, drop_intermediate=False)
+    gap = (1.0 - tpr) - fpr
+    i = int(np.argmax(gap <= 0))
+    if gap[i] == 0:
+        return float(fpr[i])
+    weight = gap[i - 1] / (gap[i - 1] - gap[i])
+    return float(fpr[i - 1] + weight * (fpr[i] - fpr[i - 1]))
+
+
+def full_summary(y_true, y_score, seed: int = 0, *, target_fprs=TARGET_FPRS,
+                 n_bootstrap: int = 1000, confidence: float = 0.95) -> dict:
+    """Everything reported for one score vector, as a JSON-ready dict.
+
+    A superset of :func:`summary` (so :func:`unreliable_warnings` applies): adds ``auc_ci``
+    (DeLong), a stratified bootstrap interval (``ci_low``/``ci_high``) in each TPR@FPR entry,
+    and ``eer``.
+    """
+    result = summary(y_true, y_score, target_fprs)
+    result["auc_ci"] = auc_ci(y_true, y_score, confidence)
+    intervals = tpr_at_fpr_bootstrap_ci(y_true, y_score, target_fprs, n_bootstrap=n_bootstrap,
+                                        confidence=confidence, seed=seed)
+    for key, (low, high) in intervals.items():
+        result["tpr_at_fpr"][key].update(ci_low=low, ci_high=high)
+    result["bootstrap"] = {"n_bootstrap": n_bootstrap, "seed": seed, "confidence": confidence,
+                           "method": "stratified percentile bootstrap"}
+    result["eer"] = eer(y_true, y_score)
+    return result

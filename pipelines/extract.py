@@ -35,6 +35,7 @@ from pipelines.outputs import safe_cell, write_csv_atomic
 
 log = logging.getLogger("pipelines.extract")
 METADATA_KEY = b"deepfake_forensics"
+ROW_GROUP_BYTES = 64 * 1024 * 1024
 
 OPTIONS = (
     Option("data_root", "folder the label file's names are relative to"),
@@ -64,11 +65,12 @@ def feature_config(settings: dict[str, Any]) -> FeatureConfig:
     return FeatureConfig.from_preset(settings["preset"], modality)
 
 
-def chunk_key(config: FeatureConfig, names: Sequence[str], paths: Sequence[Path],
+def chunk_key(config: FeatureConfig, options: dict, names: Sequence[str], paths: Sequence[Path],
               steps: Sequence | None = None) -> str:
-    """Identity of a chunk: the feature configuration, each file's name, size and mtime, and the
-    perturbations applied to it (augmented rows)."""
+    """Identity of a chunk: the feature configuration, the decoding options, each file's name,
+    size and mtime, and the perturbations applied to it (augmented rows)."""
     digest = hashlib.sha256(config.fingerprint().encode())
+    digest.update(json.dumps(options, sort_keys=True, default=str).encode())
     for i, (name, path) in enumerate(zip(names, paths)):
         stat = path.stat()
         digest.update(f"\0{name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
@@ -124,13 +126,14 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
         pq.write_table(table, tmp)
 
 
-def plan_chunks(dataset: Dataset, config: FeatureConfig, chunk_size: int, steps=None):
+def plan_chunks(dataset: Dataset, config: FeatureConfig, chunk_size: int, options: dict,
+                steps=None):
     if chunk_size < 1:
         raise ValueError(f"option chunk_size must be >= 1, got {chunk_size}")
     plan = []
     for start in range(0, len(dataset), chunk_size):
         stop = min(start + chunk_size, len(dataset))
-        key = chunk_key(config, dataset.names[start:stop], dataset.paths[start:stop],
+        key = chunk_key(config, options, dataset.names[start:stop], dataset.paths[start:stop],
                         steps[start:stop] if steps else None)
         plan.append((start, stop, key))
     return plan
@@ -152,7 +155,7 @@ def extract_dataset(dataset: Dataset, config: FeatureConfig, out: Path, *, n_job
     names = cached_extractor(config).names
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
-    plan = plan_chunks(dataset, config, chunk_size, steps)
+    plan = plan_chunks(dataset, config, chunk_size, options, steps)
     pending = [(i, start, stop) for i, (start, stop, key) in enumerate(plan)
                if not (parts / f"{key}.parquet").is_file()]
     done_files = len(dataset) - sum(stop - start for _, start, stop in pending)
@@ -211,15 +214,23 @@ def assemble(dataset: Dataset, config: FeatureConfig, plan, parts: Path, out: Pa
                "n_family_failures": len(failures) - n_failed,
                "seconds": round(time.time() - started, 3)}
     metadata = {METADATA_KEY: json.dumps(provenance_record(dataset, config, summary, options))}
-    writer = None
+    writer, buffer, buffered = None, [], 0
     with atomic_path(out) as tmp:
         for _, _, key in plan:
             table = pq.read_table(parts / f"{key}.parquet")
             keep = pa.compute.invert(table.column("failed"))
             table = table.filter(keep).drop_columns(["row", "failed", "error"])
+            table = table.replace_schema_metadata(metadata)
             if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema.with_metadata(metadata))
-            writer.write_table(table.replace_schema_metadata(metadata))
+                writer = pq.ParquetWriter(tmp, table.schema)
+            buffer.append(table)
+            buffered += len(table)
+            # Few large row groups: the writer keeps metadata per row group until it closes.
+            if buffered >= max(1, ROW_GROUP_BYTES // (4 * table.num_columns)):
+                writer.write_table(pa.concat_tables(buffer))
+                buffer, buffered = [], 0
+        if buffer:
+            writer.write_table(pa.concat_tables(buffer))
         writer.close()
     write_csv_atomic(out.with_suffix(".errors.csv"), [dataset.name_column, "kind", "error"],
                      [(safe_cell(n), k, safe_cell(e)) for n, k, e in failures])

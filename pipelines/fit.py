@@ -39,6 +39,16 @@ OPTIONS = (
            "(default: meta.csv in the data root, if present)"),
     Option("folds", "number of cross-validation folds", type=int, default=5),
     Option("seed", "random seed", type=int, default=0),
+    Option("model", "plain LightGBM, or the Optuna-tuned stack (LightGBM, XGBoost, "
+           "HistGradientBoosting, logistic regression) evaluated by nested cross-validation",
+           default="lightgbm", choices=("lightgbm", "stack")),
+    Option("n_trials", "stack: Optuna trials per base learner and study", type=int, default=8),
+    Option("timeout", "stack: seconds allowed to each study", type=float),
+    Option("storage", "stack: Optuna storage URL (sqlite:///..., postgresql://...) or journal "
+           "file (default: RUN_DIR/tuning.journal)"),
+    Option("resume", "stack: continue the studies of an interrupted fit in the same run folder",
+           flag=True),
+    Option("n_jobs", "stack: worker processes (-1: all cores)", type=int, default=-1),
 )
 
 
@@ -109,29 +119,33 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
     plan = plan_folds(table.y[originals], None if groups is None else groups[originals],
                       settings["folds"], settings["seed"])
     plan = with_copies(plan, originals, source_of)
-    params = settings.get("lightgbm") or {}
-    oof = boosting.out_of_fold(table.X, table.y, plan, params, settings["seed"])[originals]
+    out.mkdir(parents=True, exist_ok=True)
+    if settings["model"] == "stack":
+        fitted = fit_stack(table, out, settings, plan, stack_groups(groups, source_of, originals))
+    else:
+        fitted = fit_lightgbm(table, settings, plan)
     y_original = table.y[originals]
     names_original = [table.names[i] for i in originals]
-    summary = metrics.summary(y_original, oof)
+    fold_ids = plan.fold_ids(len(table.y))[originals]
+    summaries = {name: metrics.full_summary(y_original, oof[originals], seed=settings["seed"])
+                 for name, oof in fitted["oof"].items()}
+    primary = settings["model"]
+    summary = summaries[primary]
     warnings = metrics.unreliable_warnings(summary)
     if plan.note:
         warnings.insert(0, plan.note)
-    model = boosting.fit_full(table.X, table.y, params, settings["seed"])
-    out.mkdir(parents=True, exist_ok=True)
     run = {
-        "model_kind": "lightgbm",
+        "model_kind": settings["model"],
         "n_splits": plan.n_splits,
         "n_augmented_rows": int(len(table.names) - len(originals)),
         "group_column": settings["group_column"],
         "seed": settings["seed"],
-        "lightgbm_params": {**boosting.DEFAULT_PARAMS, **params},
+        **fitted["settings"],
         "features_file": str(table.path),
         "data_root": table.meta.get("data_root"),
         "data_fingerprint": provenance.data_fingerprint(table.names, table.y),
         "extraction": table.meta.get("summary", {}),
         "versions": provenance.versions(),
-        "seconds": round(time.time() - started, 3),
     }
     manifest = {
         "feature_names": table.feature_names,
@@ -143,26 +157,101 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
         "versions": run["versions"],
         "data_fingerprint": run["data_fingerprint"],
     }
-    write_bundle(out / "model", manifest, lightgbm_writer(model))
-    write_text_atomic(out / "metrics.json", json.dumps(
-        {"oof": {"model": summary}, "warnings": warnings, "run": run}, indent=2))
-    write_csv_atomic(out / "oof.csv", [table.name_column, "target", "fold", "y_pred"],
-                     [(safe_cell(n), t, f, f"{p:.6f}") for n, t, f, p in
-                      zip(names_original, y_original, plan.fold_ids(len(table.y))[originals], oof)])
-    found = boosting.importances(model, table.X, table.feature_names)
+    write_bundle(out / "model", manifest, fitted["writer"])
+    for name, oof in fitted["oof"].items():
+        path = out / ("oof.csv" if name == primary else f"oof_{name}.csv")
+        write_csv_atomic(path, [table.name_column, "target", "fold", "y_pred"],
+                         [(safe_cell(n), t, f, f"{p:.6f}") for n, t, f, p in
+                          zip(names_original, y_original, fold_ids, oof[originals])])
+    found = boosting.importances(fitted["explainer"], table.X, table.feature_names)
     write_csv_atomic(out / "importance.csv", ["feature", "family", "gain", "mean_abs_contribution"],
                      [(n, family_of(n), f"{g:.6g}", f"{c:.6g}") for n, g, c in
                       zip(table.feature_names, found["gain"], found["mean_abs_contribution"])])
     errors = table.path.with_suffix(".errors.csv")
     if errors.is_file():
         shutil.copyfile(errors, out / "extract_errors.csv")
+    run["seconds"] = round(time.time() - started, 3)
+    write_text_atomic(out / "metrics.json", json.dumps(
+        {"primary": primary, "oof": summaries, "warnings": warnings, "run": run}, indent=2))
     from pipelines.report import build_report
     build_report(out)
-    return {"metrics": summary, "warnings": warnings, "n_splits": plan.n_splits}
+    return {"metrics": summaries, "warnings": warnings, "n_splits": plan.n_splits}
+
+
+def fit_lightgbm(table: FeatureTable, settings: dict, plan) -> dict:
+    params = settings.get("lightgbm") or {}
+    oof = boosting.out_of_fold(table.X, table.y, plan, params, settings["seed"])
+    model = boosting.fit_full(table.X, table.y, params, settings["seed"])
+    return {"oof": {"lightgbm": oof}, "writer": lightgbm_writer(model), "explainer": model,
+            "settings": {"lightgbm_params": {**boosting.DEFAULT_PARAMS, **params}}}
+
+
+def stack_groups(groups, source_of: np.ndarray, originals: np.ndarray):
+    """Groups for the stack's inner splits: copies with their source, and the user's groups."""
+    if groups is not None:
+        return np.asarray(groups)[source_of]
+    return source_of if len(originals) < len(source_of) else None
+
+
+def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups) -> dict:
+    """Nested CV for honest metrics, then the final stack tuned and fitted on all rows."""
+    from models.serialize import save_stack
+    from models.stack import GradientBoostedStack, nested_oof
+
+    storage = settings["storage"] or str(out / "tuning.journal")
+    if not settings["storage"] and Path(storage).exists() and not settings["resume"]:
+        raise ValueError(f"{out} already holds tuning studies ({storage}); pass --resume to "
+                         "continue them, or choose another --out")
+    params = {"n_trials": settings["n_trials"], "timeout": settings["timeout"],
+              "cv": 3, "random_state": settings["seed"], "n_jobs": settings["n_jobs"],
+              "storage": storage, **(settings.get("stack") or {})}
+    nested = nested_oof(table.X, table.y, groups, outer_folds=plan.folds, **params)
+    final = GradientBoostedStack(**params, study_prefix="final-").fit(table.X, table.y, groups)
+    learners = list(final.learners)
+    oof = {"stack": nested.predictions["stack"].to_numpy(),
+           **{name: nested.predictions[name].to_numpy() for name in learners}}
+    write_text_atomic(out / "tuning.json", json.dumps(
+        tuning_record(storage, [f"final-{name}" for name in learners]), indent=2))
+
+    def writer(folder: Path) -> dict:
+        save_stack(final, folder / "stack")
+        return {"kind": "stack", "folder": "stack"}
+
+    explainer = final.learners_["lightgbm"].estimator if "lightgbm" in learners else \
+        boosting.fit_full(table.X, table.y, None, settings["seed"])
+    return {"oof": oof, "writer": writer, "explainer": explainer,
+            "settings": {"stack_params": {k: v for k, v in params.items() if k != "storage"},
+                         "storage": storage if not settings["storage"] else "(user storage)",
+                         "best_params": final.best_params_,
+                         "nested_folds": [{k: f[k] for k in ("fold", "n_train", "n_test")}
+                                          for f in nested.folds]}}
+
+
+def tuning_record(storage: str, study_names: list[str]) -> dict:
+    """Each study's trial history and parameter importances, for the report."""
+    import optuna
+
+    from models.tuning import open_storage
+
+    record = {}
+    for name in study_names:
+        study = optuna.load_study(study_name=name, storage=open_storage(storage))
+        trials = [{"number": t.number, "value": t.value, "state": t.state.name}
+                  for t in study.get_trials(deepcopy=False)]
+        complete = [t for t in study.get_trials(deepcopy=False)
+                    if t.state == optuna.trial.TrialState.COMPLETE]
+        try:
+            importances = optuna.importance.get_param_importances(study) if len(complete) > 1 else {}
+        except (RuntimeError, ValueError):
+            importances = {}
+        record[name] = {"trials": trials, "param_importances": importances}
+    return record
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     parser = build_parser("pipelines.fit", __doc__.splitlines()[0], OPTIONS)
     args = parser.parse_args(argv)
     try:
@@ -173,15 +262,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(format_metrics(result["metrics"], result["n_splits"]))
+    for name, summary in result["metrics"].items():
+        print(format_metrics(name, summary, result["n_splits"]))
     for warning in result["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"run folder: {out} (report: {out / 'report.html'})")
     return 0
 
 
-def format_metrics(summary: dict, n_splits: int) -> str:
-    lines = [f"out-of-fold ({n_splits}-fold) AUC {summary['auc']:.4f} on {summary['n']} rows "
+def format_metrics(name: str, summary: dict, n_splits: int) -> str:
+    low, high = summary["auc_ci"]["ci_low"], summary["auc_ci"]["ci_high"]
+    lines = [f"{name}: out-of-fold ({n_splits}-fold) AUC {summary['auc']:.4f} "
+             f"[95% CI {low:.4f}, {high:.4f}] on {summary['n']} rows "
              f"({summary['n_positives']} fake, {summary['n_negatives']} real)"]
     for key, item in summary["tpr_at_fpr"].items():
         lines.append(f"  TPR@FPR={key}: {item['tpr']:.4f} (FPR reached {item['fpr_reached']:.4g}, "

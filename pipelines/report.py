@@ -108,11 +108,14 @@ def roc_figures(figures: Figures, curves: dict[str, tuple[np.ndarray, np.ndarray
 def metrics_table(metrics: dict) -> str:
     rows = []
     for label, summary in metrics.get("oof", {}).items():
-        cells = [_esc(label), f"{summary['auc']:.4f}" + _interval(summary.get("auc_ci"))]
+        auc_ci = summary.get("auc_ci")
+        cells = [_esc(label), f"{summary['auc']:.4f}" +
+                 _interval((auc_ci["ci_low"], auc_ci["ci_high"]) if auc_ci else None)]
         for key in ("0.001", "0.01"):
             item = summary["tpr_at_fpr"][key]
             flag = "" if item["reliable"] else " ⚠"
-            cells.append(f"{item['tpr']:.4f}{_interval(item.get('ci'))}{flag} "
+            ci = (item["ci_low"], item["ci_high"]) if "ci_low" in item else None
+            cells.append(f"{item['tpr']:.4f}{_interval(ci)}{flag} "
                          f"<small>(FPR {item['fpr_reached']:.2g})</small>")
         cells += [str(summary["n_negatives"]), str(summary["n_positives"])]
         if "eer" in summary:
@@ -237,6 +240,33 @@ def errors_section(oof_rows: list[dict], name_column: str, data_root: Path | Non
     return "".join(parts)
 
 
+def tuning_section(figures: Figures, tuning: dict | None) -> str:
+    """Optuna's optimisation history and parameter importances, per study of the final stack."""
+    import plotly.graph_objects as go
+
+    if not tuning:
+        return "<p>No tuning in this run (plain LightGBM; fit with --model stack to tune).</p>"
+    parts = []
+    for study, record in tuning.items():
+        done = [t for t in record["trials"] if t["value"] is not None and t["state"] == "COMPLETE"]
+        history = go.Figure()
+        if done:
+            values = np.array([t["value"] for t in done])
+            history.add_trace(go.Scatter(x=[t["number"] for t in done], y=values, mode="markers",
+                                         name="trial AUC"))
+            history.add_trace(go.Scatter(x=[t["number"] for t in done],
+                                         y=np.maximum.accumulate(values), mode="lines",
+                                         name="best so far", line=dict(shape="hv")))
+        history.update_layout(title=f"{study}: optimisation history ({len(record['trials'])} "
+                              "trials)", xaxis_title="trial", yaxis_title="mean CV AUC", height=320)
+        importances = record.get("param_importances") or {}
+        names = sorted(importances, key=importances.get)
+        bars = go.Figure(go.Bar(x=[importances[n] for n in names], y=names, orientation="h"))
+        bars.update_layout(title=f"{study}: parameter importances (fANOVA)", height=320)
+        parts.append(f"<div>{figures.html(history)}</div><div>{figures.html(bars)}</div>")
+    return f'<div class="grid">{"".join(parts)}</div>'
+
+
 def run_section(run_dir: Path, metrics: dict, manifest: dict, y: np.ndarray) -> str:
     run = metrics.get("run", {})
     failed = read_csv_rows(run_dir / "extract_errors.csv")
@@ -270,7 +300,8 @@ def build_report(run_dir: str | Path) -> Path:
     oof_rows = read_csv_rows(run_dir / "oof.csv")
     y = np.array([int(r["target"]) for r in oof_rows])
     score = np.array([float(r["y_pred"]) for r in oof_rows])
-    curves = {"model": (y, score)}
+    primary = metrics.get("primary", "model")
+    curves = {primary: (y, score)}
     for extra in sorted(run_dir.glob("oof_*.csv")):  # per-learner predictions of a stack
         rows = read_csv_rows(extra)
         curves[extra.stem[4:]] = (np.array([int(r["target"]) for r in rows]),
@@ -285,6 +316,7 @@ def build_report(run_dir: str | Path) -> Path:
          + "<h3>Per-family ablation</h3>" + ablation_table(metrics.get("ablation"))),
         ("scores", "Scores, calibration and confusion",
          distribution_figures(figures, y, score) + confusion_table(y, score)),
+        ("tuning", "Tuning", tuning_section(figures, _read_json(run_dir / "tuning.json"))),
         ("errors", "Error analysis",
          errors_section(oof_rows, name_column, Path(data_root) if data_root else None, modality)),
         ("run", "Data and run", run_section(run_dir, metrics, manifest, y)),
@@ -297,7 +329,7 @@ def build_report(run_dir: str | Path) -> Path:
     nav = "".join(f'<a href="#{key}">{_esc(title)}</a>' for key, title, _ in sections)
     body = "".join(f'<section id="{key}"><h2>{_esc(title)}</h2>{content}</section>'
                    for key, title, content in sections)
-    auc = metrics["oof"].get("model", next(iter(metrics["oof"].values())))["auc"]
+    auc = metrics["oof"][primary]["auc"]
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
             f"<title>Deepfake detector report: AUC {auc:.4f}</title><style>{STYLE}</style>"
@@ -307,6 +339,10 @@ def build_report(run_dir: str | Path) -> Path:
     out = run_dir / "report.html"
     write_text_atomic(out, page)
     return out
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _data_root_of(manifest: dict, metrics: dict) -> str | None:

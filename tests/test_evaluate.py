@@ -184,4 +184,4 @@ def test_cross_diagonal_is_the_out_of_fold_score_of_fit(cross, tmp_path):
     assert fit.main(["--config", str(config), "--features", str(out / "features" / "one.parquet"),
                      "--out", str(run), "--folds", "3", "--group-column", "pair_key"]) == 0
     assert result["auc"]["as_is"][0][0] == \
-        json.loads((run / "metrics.json").read_text())["oof"]["model"]["auc"]
+        json.loads((run / "metrics.json").read_text())["oof"]["lightgbm"]["auc"]

@@ -38,7 +38,7 @@ def test_fit_then_predict_writes_submission_in_input_order(dataset, tmp_path):
     run = tmp_path / "run"
     assert fit.main(["--features", str(features), "--out", str(run), "--folds", "3"]) == 0
     result = json.loads((run / "metrics.json").read_text())
-    assert result["oof"]["model"]["auc"] > 0.9  # the grid is an easy, real signal
+    assert result["oof"]["lightgbm"]["auc"] > 0.9  # the grid is an easy, real signal
     assert (run / "report.html").stat().st_size > 100_000
     submission = tmp_path / "submission.csv"
     assert predict.main(["--model", str(run), "--data-root", str(root), "--out", str(submission),

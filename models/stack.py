@@ -1,0 +1,311 @@
+"""A stack of tuned gradient-boosted learners and a logistic regression, and its honest evaluation.
+
+``GradientBoostedStack.fit`` (1) tunes each base learner with its own Optuna study
+(:mod:`models.tuning`), (2) builds out-of-fold (OOF) predictions of the tuned learners on the same
+cross-validation folds, never predicting a row with a model that saw it, (3) fits the
+meta-learner on those OOF predictions, (4) refits every base learner on all rows.
+
+Meta-learners: ``"logistic"`` is a logistic regression on the logits of the base probabilities
+(stacked generalisation, D. H. Wolpert, "Stacked generalization", Neural Networks, 1992; L.
+Breiman, "Stacked regressions", Machine Learning, 1996); ``"rank_mean"`` averages each learner's
+rank, read as the fraction of OOF scores below a probability (piecewise-linear between the OOF
+scores, so one row is scored without needing a batch), which only uses the ordering of each learner.
+
+The OOF predictions kept in ``oof_predictions_`` are mildly optimistic because the
+hyperparameters were chosen on the same folds; :func:`nested_oof` gives the honest estimate by
+repeating the whole fit inside outer folds.
+
+Parallelism: ``n_jobs`` worker processes (joblib/loky; -1 = all cores) run learners (tuning,
+refit) and (learner, fold) pairs (OOF) at the same time, each model on ``model_threads`` threads.
+Results do not depend on ``n_jobs``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from scipy.special import expit, logit
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from models.learners import LEARNER_NAMES, EarlyStopping, check_learner_name, fit_learner
+from models.tuning import load_search_spaces, make_splits, tune_learner
+
+META_KINDS = ("logistic", "rank_mean")
+# Probabilities are clipped before the logit so a saturated learner gives a finite feature.
+PROBABILITY_CLIP = 1e-12
+
+
+@dataclass
+class MetaLearner:
+    """The combiner of base probabilities: fitted arrays only, so it is saved as plain JSON."""
+    kind: str
+    coef: list[float] = field(default_factory=list)
+    intercept: float = 0.0
+    knots: list[list[list[float]]] = field(default_factory=list)
+
+    def predict(self, base_probabilities: np.ndarray) -> np.ndarray:
+        """Stack probability (logistic) or mean rank (rank_mean) from one column per learner."""
+        if self.kind == "logistic":
+            return expit(logit_features(base_probabilities) @ np.asarray(self.coef)
+                         + self.intercept)
+        ranks = [np.interp(base_probabilities[:, j], x, r) for j, (x, r) in enumerate(self.knots)]
+        return np.mean(ranks, axis=0)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def logit_features(base_probabilities: np.ndarray) -> np.ndarray:
+    # In float64: XGBoost's float32 probabilities would round 1 - 1e-12 back to 1 (logit = inf).
+    probabilities = np.asarray(base_probabilities, dtype=np.float64)
+    return logit(np.clip(probabilities, PROBABILITY_CLIP, 1.0 - PROBABILITY_CLIP))
+
+
+def fit_meta(kind: str, oof_probabilities: np.ndarray, y) -> MetaLearner:
+    """Fit the meta-learner on OOF probabilities (one column per base learner)."""
+    if kind == "logistic":
+        model = LogisticRegression(C=1.0, max_iter=1000).fit(logit_features(oof_probabilities), y)
+        return MetaLearner(kind, coef=model.coef_[0].tolist(),
+                           intercept=float(model.intercept_[0]))
+    if kind == "rank_mean":
+        return MetaLearner(kind, knots=[rank_knots(column) for column in oof_probabilities.T])
+    raise ValueError(f"unknown meta-learner {kind!r}; choose one of {META_KINDS}")
+
+
+def rank_knots(scores: np.ndarray) -> list[list[float]]:
+    """Knots of a strictly increasing map from probability to mid-rank fraction among ``scores``.
+
+    Each distinct score maps to (number below + half the number equal) / n; 0 and 1 are added as
+    end knots (mapping to 0 and 1) so probabilities beyond the OOF range keep their order.
+    """
+    values, counts = np.unique(scores, return_counts=True)
+    ranks = (np.cumsum(counts) - 0.5 * counts) / len(scores)
+    if values[0] > 0.0:
+        values, ranks = np.r_[0.0, values], np.r_[0.0, ranks]
+    if values[-1] < 1.0:
+        values, ranks = np.r_[values, 1.0], np.r_[ranks, 1.0]
+    return [values.tolist(), ranks.tolist()]
+
+
+class GradientBoostedStack(ClassifierMixin, BaseEstimator):
+    """Tuned LightGBM / XGBoost / HistGradientBoosting / logistic regression, stacked.
+
+    Parameters
+    ----------
+    learners : base learner names, among ``models.learners.LEARNER_NAMES``.
+    search_spaces : YAML path or dict of search spaces; None = ``configs/search_spaces.yaml``.
+    n_trials : finished Optuna trials wanted per learner (a resumed study only runs the rest).
+    timeout : seconds allowed to each learner's tuning (None = no limit).
+    cv : folds used both for tuning and for the OOF predictions of the meta-learner.
+    meta : ``"logistic"`` or ``"rank_mean"``.
+    storage : Optuna storage (journal file path or database URL); None = in memory.
+    study_prefix : prefix of the study names (the study of a learner is ``prefix + name``).
+    random_state : seed of folds, samplers and models.
+    n_jobs : worker processes (-1 = all cores).
+    model_threads : threads of each model.
+    validation_fraction, patience : early stopping of the boosters (inner split, rounds).
+    """
+
+    def __init__(self, learners=LEARNER_NAMES, *, search_spaces=None, n_trials=8, timeout=None,
+                 cv=3, meta="logistic", storage=None, study_prefix="", random_state=0,
+                 n_jobs=-1, model_threads=1, validation_fraction=0.2, patience=30):
+        self.learners = learners
+        self.search_spaces = search_spaces
+        self.n_trials = n_trials
+        self.timeout = timeout
+        self.cv = cv
+        self.meta = meta
+        self.storage = storage
+        self.study_prefix = study_prefix
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.model_threads = model_threads
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+
+    def fit(self, X, y, groups=None):
+        """Tune, fit the meta-learner on OOF predictions, then refit the learners on all rows."""
+        started = time.perf_counter()
+        X, y = validate_data(self, X, y, dtype=np.float32, ensure_all_finite="allow-nan")
+        self._check_settings(X, y)
+        y = y.astype(int)
+        self.classes_ = np.array([0, 1])
+        names = list(self.learners)
+        splits = make_splits(y, groups, self.cv, self.random_state)
+        parallel = Parallel(n_jobs=self.n_jobs, backend="loky")
+        costs = {name: dict.fromkeys(_COST_KEYS, 0.0) for name in names}
+        wall = {}
+
+        tick = time.perf_counter()
+        self._tune(parallel, names, X, y, groups, costs)
+        wall["tune"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        oof = self._out_of_fold(parallel, names, X, y, groups, splits, costs)
+        wall["oof"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        self.meta_ = fit_meta(self.meta, oof, y)
+        self.oof_predictions_ = pd.DataFrame(oof, columns=names)
+        self.oof_predictions_["stack"] = _cross_validated_meta(self.meta, oof, y, splits)
+        wall["meta"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        refitted = dict(zip(_slowest_first(names), parallel(delayed(_timed)(
+            fit_learner, name, self.best_params_[name], X, y, groups, **self._fit_settings())
+            for name in _slowest_first(names))))
+        self.learners_ = {name: refitted[name][0] for name in names}
+        for name in names:
+            _add_cost(costs[name], "refit", refitted[name][1])
+        wall["refit"] = time.perf_counter() - tick
+        wall["total"] = time.perf_counter() - started
+        # Per-learner costs are measured inside the workers: with n_jobs > 1 they add up to more
+        # than the wall time of their phase; CPU seconds show the work whatever the machine load.
+        self.timings_ = {"wall": wall, "learners": costs}
+        return self
+
+    def _tune(self, parallel, names, X, y, groups, costs) -> None:
+        """One study per learner; sets ``tuning_`` and ``best_params_``."""
+        spaces = load_search_spaces(self.search_spaces)
+        missing = [name for name in names if name not in spaces]
+        if missing:
+            raise ValueError(f"no search space for learners {missing}")
+        tuned = dict(zip(_slowest_first(names), parallel(delayed(_timed)(
+            tune_learner, name, X, y, groups, space=spaces[name], n_trials=self.n_trials,
+            timeout=self.timeout, cv=self.cv, storage=self.storage,
+            study_name=f"{self.study_prefix}{name}", **self._fit_settings())
+            for name in _slowest_first(names))))
+        for name in names:
+            _add_cost(costs[name], "tune", tuned[name][1])
+        self.tuning_ = {name: asdict(tuned[name][0]) for name in names}
+        self.best_params_ = {name: tuned[name][0].best_params for name in names}
+
+    def _out_of_fold(self, parallel, names, X, y, groups, splits, costs) -> np.ndarray:
+        """OOF probabilities of the tuned learners, one column per learner."""
+        tasks = [(name, fold) for name in _slowest_first(names) for fold in range(len(splits))]
+        predictions = parallel(delayed(_timed)(
+            _fit_predict, name, self.best_params_[name], X, y, groups, *splits[fold],
+            **self._fit_settings()) for name, fold in tasks)
+        oof = np.empty((len(y), len(names)))
+        for (name, fold), (prediction, cost) in zip(tasks, predictions):
+            oof[splits[fold][1], names.index(name)] = prediction
+            _add_cost(costs[name], "oof", cost)
+        return oof
+
+    def _fit_settings(self) -> dict:
+        return dict(random_state=self.random_state, n_threads=self.model_threads,
+                    early_stopping=EarlyStopping(self.validation_fraction, self.patience))
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Columns P(real), P(fake); with ``meta='rank_mean'`` the second column is a mean rank."""
+        check_is_fitted(self, "meta_")
+        X = validate_data(self, X, reset=False, dtype=np.float32, ensure_all_finite="allow-nan")
+        base = np.column_stack([self.learners_[name].predict_positive(X)
+                                for name in self.learners])
+        positive = self.meta_.predict(base)
+        return np.column_stack([1.0 - positive, positive])
+
+    def predict(self, X) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+    def _check_settings(self, X, y) -> None:
+        empty = np.flatnonzero(np.isnan(X).all(axis=0))
+        if empty.size:
+            # scikit-learn's HistGradientBoosting fails on them; they carry no information anyway.
+            raise ValueError(f"feature columns {empty[:10].tolist()} (of {empty.size}) are "
+                             f"entirely missing; drop them before fitting")
+        if not set(np.unique(y)) == {0, 1}:
+            raise ValueError("y must contain both classes 0 (real) and 1 (fake), and only them")
+        if not self.learners or len(set(self.learners)) != len(self.learners):
+            raise ValueError(f"learners must be distinct and at least one, got {self.learners}")
+        for name in self.learners:
+            check_learner_name(name)
+        if self.meta not in META_KINDS:
+            raise ValueError(f"unknown meta-learner {self.meta!r}; choose one of {META_KINDS}")
+
+
+@dataclass
+class NestedOOF:
+    """Honest OOF predictions: ``predictions`` has columns fold, target, each learner and stack."""
+    predictions: pd.DataFrame
+    folds: list[dict]
+
+
+def nested_oof(X, y, groups=None, *, outer_cv: int = 5, outer_folds=None,
+               **stack_params) -> NestedOOF:
+    """Out-of-fold predictions of every base learner and of the stack, with tuning nested inside.
+
+    Each outer fold's test part is predicted by a stack (tuning included) fitted on the outer
+    training part only, so no hyperparameter, round count or meta weight has seen the rows it
+    predicts. ``stack_params`` go to :class:`GradientBoostedStack`; the studies of outer fold k are
+    named ``{study_prefix}outer{k}-{learner}``, so an interrupted run resumes fold by fold.
+
+    The outer folds are ``outer_cv`` stratified (group) folds, or the given ``outer_folds``
+    ((train, test) index pairs, e.g. from ``models.validation.plan_folds``); rows in no test part
+    keep fold -1 and NaN predictions.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y).astype(int)
+    prefix = stack_params.pop("study_prefix", "")
+    random_state = stack_params.get("random_state", 0)
+    names = list(stack_params.get("learners", LEARNER_NAMES))
+    predictions = pd.DataFrame({"fold": -1, "target": y}, index=np.arange(len(y)))
+    for name in names + ["stack"]:
+        predictions[name] = np.nan
+    folds = []
+    if outer_folds is None:
+        outer_folds = make_splits(y, groups, outer_cv, random_state)
+    for k, (train, test) in enumerate(outer_folds):
+        stack = GradientBoostedStack(**stack_params, study_prefix=f"{prefix}outer{k}-")
+        stack.fit(X[train], y[train], None if groups is None else np.asarray(groups)[train])
+        predictions.loc[test, "fold"] = k
+        for name in names:
+            predictions.loc[test, name] = stack.learners_[name].predict_positive(X[test])
+        predictions.loc[test, "stack"] = stack.predict_proba(X[test])[:, 1]
+        folds.append({"fold": k, "n_train": int(len(train)), "n_test": int(len(test)),
+                      "tuning": stack.tuning_, "meta": stack.meta_.as_dict(),
+                      "n_rounds": {n: stack.learners_[n].n_rounds for n in names},
+                      "timings": stack.timings_})
+    return NestedOOF(predictions, folds)
+
+
+def _fit_predict(name, params, X, y, groups, train, test, **fit_settings) -> np.ndarray:
+    model = fit_learner(name, params, X[train], y[train],
+                        None if groups is None else np.asarray(groups)[train], **fit_settings)
+    return model.predict_positive(X[test])
+
+
+def _cross_validated_meta(kind: str, oof: np.ndarray, y, splits) -> np.ndarray:
+    """Stack OOF: each fold's rows combined by a meta-learner fitted on the other folds' OOF."""
+    stacked = np.empty(len(y))
+    for train, test in splits:
+        stacked[test] = fit_meta(kind, oof[train], y[train]).predict(oof[test])
+    return stacked
+
+
+# Dispatch order of parallel work, slowest learner first, so that no worker is left alone with it.
+_COST_RANK = {"histgb": 0, "xgboost": 1, "lightgbm": 2, "logistic": 3}
+
+
+def _slowest_first(names: list[str]) -> list[str]:
+    return sorted(names, key=_COST_RANK.__getitem__)
+
+
+_COST_KEYS = ("tune_wall", "tune_cpu", "oof_wall", "oof_cpu", "refit_wall", "refit_cpu")
+
+
+def _timed(function, *args, **kwargs):
+    """Run ``function``; return its result and its (wall, CPU) seconds in the running process."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = function(*args, **kwargs)
+    return result, (time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def _add_cost(costs: dict, phase: str, cost: tuple[float, float]) -> None:
+    costs[f"{phase}_wall"] += cost[0]
+    costs[f"{phase}_cpu"] += cost[1]

@@ -1,0 +1,213 @@
+import math
+
+import numpy as np
+import pytest
+
+from features.blend import (REGION_BITS, blend, chi_square, face_regions, grouped_mad,
+                            region_histograms, region_moments)
+from features.context import ImageContext
+from features.face import FaceBox, largest_face
+
+BOX = FaceBox(x=30, y=20, w=50, h=40, fallback=False)   # in a 100 x 120 image
+
+
+def grey_context(values: np.ndarray, box: FaceBox | None = None) -> ImageContext:
+    """An RGB image with R = G = B = values (so Y = values, Cb = Cr = 128), box pre-seeded."""
+    pixels = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    ctx = ImageContext(np.dstack([pixels] * 3))
+    if box is not None:
+        ctx._shared["face"] = box
+    return ctx
+
+
+def full_masks(shape, box, inner_scale=0.7, ring_scale=1.4, band_width=0.1):
+    """Each region as a boolean mask over the whole image, from the regions' label map."""
+    regions = face_regions(shape, box, inner_scale, ring_scale, band_width)
+    y0, y1, x0, x1 = regions.window
+    masks = {}
+    for name, bit in REGION_BITS.items():
+        mask = np.zeros(shape, bool)
+        mask[y0:y1, x0:x1] = (regions.labels & bit) > 0
+        masks[name] = mask
+    return regions, masks
+
+
+def two_noise_levels(shape, box, sigma_in, sigma_out, seed=0):
+    """Grey 128 plus white noise of std sigma_in inside the box and sigma_out outside."""
+    rng = np.random.default_rng(seed)
+    sigma = np.full(shape, float(sigma_out))
+    sigma[box.y:box.y + box.h, box.x:box.x + box.w] = sigma_in
+    return 128 + sigma * rng.standard_normal(shape)
+
+
+def test_regions_cover_the_hand_computed_pixels():
+    _, masks = full_masks((100, 120), BOX)
+    # Centre (40, 55). Inner: 0.7 of 40 x 50 -> rows [26, 54), columns [37.5, 72.5) -> [38, 73).
+    expected_inner = np.zeros((100, 120), bool)
+    expected_inner[26:54, 38:73] = True
+    np.testing.assert_array_equal(masks["inner"], expected_inner)
+    # Ring: 1.4 x -> rows [12, 68), columns [20, 90): 56 * 70 minus the 40 * 50 box.
+    assert masks["ring"].sum() == 56 * 70 - 40 * 50
+    assert not masks["ring"][20:60, 30:80].any()
+    # Band: half width round(0.1 * (50 + 40) / 4) = 2 pixels on each side of the box's edge.
+    assert masks["band"].sum() == 44 * 54 - 36 * 46
+    assert not (masks["inner"] & masks["ring"]).any()
+    assert not (masks["inner"] & masks["band"]).any()
+
+
+def test_band_straddles_the_box_edge():
+    _, masks = full_masks((100, 120), BOX)
+    band_column = masks["band"][:, 55]            # a column through the top and bottom edges
+    np.testing.assert_array_equal(np.flatnonzero(band_column), [18, 19, 20, 21, 58, 59, 60, 61])
+    band_row = masks["band"][40, :]               # a row through the left and right edges
+    np.testing.assert_array_equal(np.flatnonzero(band_row), [28, 29, 30, 31, 78, 79, 80, 81])
+    # The outer half of the band is part of the ring, the inner half part of the box.
+    assert masks["ring"][18, 55] and masks["ring"][19, 55] and not masks["ring"][20, 55]
+
+
+def test_regions_are_clipped_at_the_image_border():
+    _, masks = full_masks((100, 120), FaceBox(0, 0, 50, 40, False))
+    # Grown box: rows [-8, 48) and columns [-10, 60), clipped to [0, 48) x [0, 60).
+    assert masks["ring"].sum() == 48 * 60 - 40 * 50
+    assert masks["band"].sum() == 42 * 52 - 36 * 46
+
+
+def test_pieces_and_label_map_describe_the_same_regions():
+    regions, masks = full_masks((100, 120), BOX)
+    for name, pieces in regions.pieces.items():
+        from_pieces = np.zeros((100, 120), int)
+        for y0, y1, x0, x1 in pieces:
+            from_pieces[y0:y1, x0:x1] += 1
+        assert from_pieces.max() == 1                 # the pieces are disjoint
+        np.testing.assert_array_equal(from_pieces == 1, masks[name])
+
+
+@pytest.mark.parametrize("origin", [(0, 0), (1, 1), (0, 1)])
+def test_region_moments_match_numpy_over_the_mask(origin):
+    regions, masks = full_masks((100, 120), BOX)
+    rng = np.random.default_rng(1)
+    values = rng.normal(3.0, 2.0, (100 - 2, 120 - 1)).astype(np.float32)
+    # values[i, j] belongs to pixel (i + origin[0], j + origin[1]): place it on the image grid.
+    on_grid = np.full((100, 120), np.nan)
+    on_grid[origin[0]:origin[0] + values.shape[0], origin[1]:origin[1] + values.shape[1]] = values
+    moments = region_moments(values, origin, regions)
+    for column, name in enumerate(("inner", "ring", "band")):
+        inside = on_grid[masks[name] & ~np.isnan(on_grid)]
+        np.testing.assert_allclose(moments[:, column],
+                                   [inside.size, inside.mean(), inside.var(), np.abs(inside).mean()],
+                                   rtol=1e-5)
+
+
+def test_region_histograms_count_the_codes_of_each_region():
+    regions, masks = full_masks((100, 120), BOX)
+    codes = np.random.default_rng(2).integers(0, 10, (98, 118)).astype(np.uint8)
+    histograms = region_histograms(codes, (1, 1), regions, 10)
+    for row, name in enumerate(("inner", "ring", "band")):
+        np.testing.assert_array_equal(histograms[row],
+                                      np.bincount(codes[masks[name][1:-1, 1:-1]], minlength=10))
+
+
+def test_grouped_mad_of_hand_made_histograms():
+    # All of one value: spread over one unit bin around it, the MAD is a quarter unit.
+    assert grouped_mad(np.array([0, 0, 7, 0])) == pytest.approx(0.25)
+    # Counts 1, 2, 1 of 0, 1, 2: median 1; half the mass lies within +-1/2 of it.
+    assert grouped_mad(np.array([1, 2, 1])) == pytest.approx(0.5)
+    assert grouped_mad(np.zeros(5)) == 0.0
+
+
+def test_grouped_mad_estimates_the_std_of_rounded_gaussian_noise():
+    samples = np.rint(np.random.default_rng(3).normal(50, 5, 200_000)).astype(int)
+    assert grouped_mad(np.bincount(samples)) / 0.6745 == pytest.approx(5.0, rel=0.02)
+
+
+def test_chi_square_distances_by_hand():
+    assert chi_square(np.array([1.0, 0.0]), np.array([0.0, 1.0])) == pytest.approx(2.0)
+    assert chi_square(np.array([0.5, 0.5]), np.array([1.0, 0.0])) == pytest.approx(
+        0.25 / 1.5 + 0.25 / 0.5)
+    assert chi_square(np.array([0.2, 0.8, 0.0]), np.array([0.2, 0.8, 0.0])) == 0.0
+
+
+def test_twice_the_noise_in_the_face_gives_a_noise_ratio_of_two():
+    box = FaceBox(60, 50, 100, 100, False)
+    features = blend(grey_context(two_noise_levels((200, 220), box, 8.0, 4.0), box))
+    assert math.exp(features["y_noise__log_inner_over_ring"]) == pytest.approx(2.0, rel=0.1)
+    # Donoho's estimate is the noise std itself (8-bit rounding adds little at these levels).
+    assert features["y_noise__ring"] == pytest.approx(4.0, rel=0.1)
+    assert features["y_noise__inner"] == pytest.approx(8.0, rel=0.1)
+    # Linear residuals of white noise scale with it too.
+    assert math.exp(features["y_kb_std__log_inner_over_ring"]) == pytest.approx(2.0, rel=0.1)
+
+
+def test_without_a_face_the_central_fallback_box_is_compared():
+    shape = (200, 200)
+    box = FaceBox(40, 40, 120, 120, True)          # the fallback: centred, 60% of the side
+    ctx = grey_context(two_noise_levels(shape, box, 8.0, 4.0, seed=4))
+    assert largest_face(ctx) == box
+    features = blend(ctx)
+    assert math.exp(features["y_noise__log_inner_over_ring"]) == pytest.approx(2.0, rel=0.1)
+
+
+def test_brighter_face_shows_in_the_mean_difference_only():
+    values = np.full((100, 120), 100.0)
+    values[BOX.y:BOX.y + BOX.h, BOX.x:BOX.x + BOX.w] = 130.0
+    features = blend(grey_context(values, BOX))
+    assert features["y_mean__inner"] == pytest.approx(130.0)
+    assert features["y_mean__ring"] == pytest.approx(100.0)
+    assert features["y_mean__inner_minus_ring"] == pytest.approx(30.0)
+    # The band has 2000 - 36 * 46 = 344 pixels inside the box and 44 * 54 - 2000 = 376 outside.
+    band_mean = (344 * 130 + 376 * 100) / 720
+    assert features["y_mean__inner_minus_band"] == pytest.approx(130 - band_mean)
+    assert features["cb_mean__inner_minus_ring"] == pytest.approx(0.0)
+    assert features["y_std__inner"] == pytest.approx(0.0)
+    # Flat inner region: every LBP code is P = 8 (all neighbours equal the centre).
+    assert features["y_lbp__inner_bin_8"] == pytest.approx(1.0)
+
+
+def test_blurred_face_is_less_sharp_than_its_surroundings():
+    import cv2
+    rng = np.random.default_rng(5)
+    values = 128 + 20 * rng.standard_normal((100, 120))
+    blurred = cv2.GaussianBlur(values, (0, 0), 1.5)
+    values[BOX.y:BOX.y + BOX.h, BOX.x:BOX.x + BOX.w] = blurred[BOX.y:BOX.y + BOX.h,
+                                                               BOX.x:BOX.x + BOX.w]
+    features = blend(grey_context(values, BOX))
+    assert features["y_laplacian_var__log_inner_over_ring"] < -1.0
+    # Smoothing turns noise speckle (non-uniform codes) into smooth ramps (uniform codes).
+    assert features["y_lbp__inner_bin_9"] < features["y_lbp__ring_bin_9"]
+
+
+def test_face_filling_the_image_has_an_empty_ring_and_zero_contrasts():
+    rng = np.random.default_rng(6)
+    box = FaceBox(0, 0, 64, 64, False)
+    features = blend(grey_context(128 + 10 * rng.standard_normal((64, 64)), box))
+    assert features["y_noise__ring"] == 0.0
+    assert features["y_noise__log_inner_over_ring"] == 0.0
+    assert features["y_lbp__chi2_inner_ring"] == 0.0
+    assert features["y_noise__inner"] > 5.0
+
+
+def test_names_do_not_depend_on_the_image_size():
+    rng = np.random.default_rng(7)
+    small = blend(ImageContext(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)))
+    large = blend(ImageContext(rng.integers(0, 256, (400, 300, 3), dtype=np.uint8)))
+    assert list(small) == list(large)
+    assert all(name.replace("_", "").isalnum() and name == name.lower() for name in small)
+
+
+@pytest.mark.parametrize("value", [None, 0, 255])
+def test_tiny_and_constant_images_give_finite_features(value):
+    rng = np.random.default_rng(8)
+    pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) if value is None \
+        else np.full((8, 8, 3), value, np.uint8)
+    features = blend(ImageContext(pixels))
+    assert np.all(np.isfinite(list(features.values())))
+
+
+def test_parameters_are_validated():
+    ctx = grey_context(np.full((32, 32), 9.0))
+    with pytest.raises(ValueError):
+        blend(ctx, channels=("h",))
+    with pytest.raises(ValueError):
+        blend(ctx, kernels=("nope",))
+    with pytest.raises(ValueError):
+        blend(ctx, ring_scale=0.9)

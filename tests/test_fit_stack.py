@@ -1,0 +1,98 @@
+"""pipelines.fit --model stack: honest nested metrics, a safe bundle, resumable tuning."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from conftest import PROJECT_ROOT
+from pipelines import extract, fit, predict
+
+STACK_CONFIG = """
+fit:
+  stack:
+    learners: [lightgbm, logistic]
+    cv: 2
+    n_jobs: 1
+"""
+
+
+@pytest.fixture
+def features(dataset, tmp_path):
+    root, config, _ = dataset
+    out = tmp_path / "features.parquet"
+    assert extract.main(["--config", str(config), "--data-root", str(root), "--out", str(out),
+                         "--n-jobs", "1"]) == 0
+    fit_config = tmp_path / "fit.yaml"
+    fit_config.write_text(STACK_CONFIG)
+    return root, out, fit_config
+
+
+def test_stack_fit_reports_every_learner_and_predicts(features, tmp_path):
+    root, table, config = features
+    run = tmp_path / "run"
+    assert fit.main(["--features", str(table), "--out", str(run), "--model", "stack",
+                     "--config", str(config), "--n-trials", "2", "--folds", "3"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["primary"] == "stack"
+    assert set(metrics["oof"]) == {"stack", "lightgbm", "logistic"}
+    for summary in metrics["oof"].values():
+        assert summary["auc_ci"]["ci_low"] <= summary["auc"] <= summary["auc_ci"]["ci_high"]
+        assert 0.0 <= summary["eer"] <= 1.0
+    assert (run / "oof_lightgbm.csv").is_file() and (run / "oof_logistic.csv").is_file()
+    tuning = json.loads((run / "tuning.json").read_text())
+    assert set(tuning) == {"final-lightgbm", "final-logistic"}
+    assert "Tuning" in (run / "report.html").read_text()
+    submission = tmp_path / "submission.csv"
+    assert predict.main(["--model", str(run), "--data-root", str(root), "--out", str(submission),
+                         "--n-jobs", "1"]) == 0
+    assert len(submission.read_text().splitlines()) == 42  # header + 41 files
+
+
+def test_existing_studies_need_resume(features, tmp_path, capsys):
+    _, table, config = features
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "tuning.journal").write_text("")
+    assert fit.main(["--features", str(table), "--out", str(run), "--model", "stack",
+                     "--config", str(config)]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+
+
+def test_killed_fit_resumes_its_studies(features, tmp_path):
+    _, table, config = features
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "pipelines.fit", "--features", str(table), "--out", str(run),
+               "--model", "stack", "--config", str(config), "--n-trials", "6", "--folds", "2"]
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    journal = run / "tuning.journal"
+    deadline = time.time() + 120
+    storage = None
+    while time.time() < deadline and process.poll() is None:
+        if journal.is_file():
+            storage = optuna.storages.JournalStorage(
+                optuna.storages.journal.JournalFileBackend(str(journal)))
+            done = [s for s in optuna.get_all_study_summaries(storage) if s.n_trials >= 2]
+            if done:
+                break
+        time.sleep(0.2)
+    assert process.poll() is None, "fit finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    assert before and not (run / "metrics.json").exists()
+    assert fit.main(command[3:] + ["--resume"]) == 0
+    after = optuna.get_all_study_summaries(optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))))
+    counts = {s.study_name: s.n_trials for s in after}
+    for name, n in before.items():  # the same studies went on; none started again
+        assert counts[name] >= n
+    for summary in after:  # every study reached its budget, counting the killed run's trials
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        assert sum(t.state.is_finished() for t in study.trials) >= 6
+    assert (run / "metrics.json").is_file()
