@@ -3,11 +3,13 @@
 Every audio family works on this one representation, so the original sample rate, bit depth,
 channel count and container cannot become a feature by accident (the data README's label leaks).
 
-How: PyAV (FFmpeg) demuxes and decodes the first audio stream; FFmpeg's resampler only converts the
-sample format to planar float, keeping the native rate and channels; the channels are averaged to
-mono; and ``soxr`` (the SoX resampler, installed with librosa) resamples to the target rate at its
-'HQ' quality (linear phase, flat to 91 % of the output Nyquist, i.e. to 7.3 kHz at 16 kHz, and
-> 100 dB of alias rejection), which is sharper than FFmpeg's default swr filter.
+How: PyAV (FFmpeg) demuxes and decodes the first audio stream; each decoded frame's samples are
+converted to float in [-1, 1] and its channels averaged to mono, at the native rate; and ``soxr``
+(the SoX resampler, installed with librosa) resamples to the target rate at its 'HQ' quality:
+linear phase; from 24 or 48 kHz to 16 kHz, flat within 0.05 dB to 7.4 kHz, -3 dB at 7.6 kHz and
+below -100 dB from 8 kHz on; sharper than FFmpeg's default swr filter. The families therefore
+analyse frequencies up to 7.4 kHz only (their ``fmax``): above, a file's content depends on its
+original sample rate.
 
 Non-finite samples (NaN or infinity, possible in float WAV files) are replaced by 0 before
 resampling, so that one bad sample cannot spread into its neighbours; every file that decodes
@@ -23,7 +25,6 @@ import av
 import numpy as np
 import soxr
 
-from features.audio_context import AudioContext  # noqa: F401 - re-exported for the extractor
 
 DEFAULT_SAMPLE_RATE = 16000
 RESAMPLER_QUALITY = "HQ"
@@ -60,23 +61,26 @@ def decode_audio(source: Source, *, sample_rate: int = DEFAULT_SAMPLE_RATE,
     NoAudioStream
         The file is a readable container without an audio stream.
     AudioDecodeError
-        Missing, empty, corrupt or unsupported files, and files that decode to no sample.
+        Missing, empty, corrupt or unsupported files, files that decode to no sample (or to
+        none left after resampling), and streams whose sample rate changes midway.
     """
     name = str(source) if isinstance(source, (str, Path)) else "<bytes>"
     try:
-        native_rate, channels = _decode_native(_open_argument(source), name, max_seconds)
+        native_rate, blocks = _decode_native(_open_argument(source), name, max_seconds)
     except AudioDecodeError:
         raise
     except (av.FFmpegError, OSError, ValueError, EOFError) as error:
         raise AudioDecodeError(f"{name}: cannot decode audio ({error})") from error
-    if not channels:
+    if not blocks:
         raise AudioDecodeError(f"{name}: the audio stream decoded to no sample")
-    mono = np.concatenate(channels, axis=1).mean(axis=0)
+    mono = np.concatenate(blocks)
     mono[~np.isfinite(mono)] = 0.0
     if max_seconds is not None:
         mono = mono[:int(round(max_seconds * native_rate))]
     if native_rate != sample_rate:
         mono = soxr.resample(mono, native_rate, sample_rate, quality=RESAMPLER_QUALITY)
+    if not mono.size:
+        raise AudioDecodeError(f"{name}: too short to give one sample at {sample_rate} Hz")
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
@@ -97,24 +101,36 @@ def _open_argument(source: Source) -> str | BinaryIO:
 
 def _decode_native(source: str | BinaryIO, name: str,
                    max_seconds: float | None) -> tuple[int, list[np.ndarray]]:
-    """Planar float32 blocks (channels, samples) at the stream's own rate, and that rate."""
+    """Mono float32 blocks at the stream's own rate, and that rate."""
     with av.open(source, mode="r") as container:
         if not container.streams.audio:
             raise NoAudioStream(f"{name}: no audio stream")
         stream = container.streams.audio[0]
-        resampler = None
         rate, blocks, decoded = 0, [], 0
         for frame in container.decode(stream):
-            if resampler is None:
-                # Fixed to the first frame's rate and layout; only the sample format changes.
-                rate = frame.sample_rate
-                resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
-            for converted in resampler.resample(frame):
-                block = converted.to_ndarray()
-                blocks.append(block)
-                decoded += block.shape[1]
+            rate = rate or frame.sample_rate
+            if frame.sample_rate != rate:
+                raise AudioDecodeError(f"{name}: the sample rate changes from {rate} to "
+                                       f"{frame.sample_rate} Hz within the stream")
+            blocks.append(_channels_as_float(frame).mean(axis=0))
+            decoded += blocks[-1].size
             if max_seconds is not None and decoded >= max_seconds * rate:
                 break
-        if resampler is not None:
-            blocks.extend(f.to_ndarray() for f in resampler.resample(None))
-    return rate, [b for b in blocks if b.shape[1]]
+    return rate, [b for b in blocks if b.size]
+
+
+def _channels_as_float(frame: av.AudioFrame) -> np.ndarray:
+    """(channels, samples) float32 in [-1, 1] from any of FFmpeg's sample formats.
+
+    Converted here rather than by FFmpeg's resampler, which crashes (segmentation fault) on
+    layouts it has no name for, such as 8 or 12 unordered channels.
+    """
+    array = frame.to_ndarray()
+    if not frame.format.is_planar:
+        array = array.reshape(-1, len(frame.layout.channels)).T  # interleaved samples
+    kind = frame.format.name.rstrip("p")
+    if kind == "u8":
+        return (array.astype(np.float32) - 128.0) / 128.0
+    if kind in ("s16", "s32", "s64"):
+        return (array / float(2 ** (8 * array.dtype.itemsize - 1))).astype(np.float32)
+    return array.astype(np.float32)

@@ -79,7 +79,7 @@ def probe_context(modality: str) -> Any:
     if modality == "image":
         return ImageContext(rng.integers(0, 256, size=(*PROBE_SHAPE, 3), dtype=np.uint8))
     if modality == "audio":
-        from features.audio_decode import AudioContext
+        from features.audio_context import AudioContext
         return AudioContext(rng.standard_normal(16000).astype(np.float32) * 0.1, 16000)
     raise ValueError(f"unknown modality {modality!r}")
 
@@ -97,7 +97,8 @@ def _image_loader(path: str, options: dict) -> tuple[ImageContext, bytes]:
 
 
 def _audio_loader(path: str, options: dict) -> tuple[Any, bytes | None]:
-    from features.audio_decode import AudioContext, decode_audio
+    from features.audio_context import AudioContext
+    from features.audio_decode import decode_audio
     rate = options.get("sample_rate", 16000)
     return AudioContext(decode_audio(path, sample_rate=rate), rate), None
 
