@@ -1,5 +1,6 @@
 """Imports every family module so that each registers itself in ``features.registry``."""
 # Image families.
 from features import spectrum, dct, colour, compression, texture, residual, face, blend  # noqa: F401
+from features import layout  # noqa: F401
 # Audio families.
 from features import mfcc, lfcc, spectral, prosody, ltas, modulation  # noqa: F401
