@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from features.clip import AbsentInput, ClipContext, clip_items, clip_params, load_clip
 from features.context import ImageContext
 from features.image_decode import DEFAULT_MAX_PIXELS, read_bytes, decode_image
 from features.perturbations import perturb_context
@@ -32,7 +33,7 @@ class FeatureExtractor:
 
     def __init__(self, config: FeatureConfig):
         self.config = config
-        self._items = config.items()
+        self._items = clip_items(config) if config.modality == "clip" else config.items()
         self.names = self._probe_names()
         self._slices = self._family_slices()
 
@@ -68,6 +69,8 @@ class FeatureExtractor:
                 if tuple(values) != expected:
                     raise ValueError("returned names that depend on the input")
                 row[where] = np.fromiter(values.values(), dtype=np.float64, count=len(expected))
+            except AbsentInput:
+                pass  # e.g. audio families on a clip without audio: NaN, and not a failure
             except Exception as error:  # noqa: BLE001 - one family must not stop the others
                 failures.append(f"family {family.name}: {type(error).__name__}: {error}")
         return row, failures
@@ -81,6 +84,9 @@ def probe_context(modality: str) -> Any:
     if modality == "audio":
         from features.audio_context import AudioContext
         return AudioContext(rng.standard_normal(16000).astype(np.float32) * 0.1, 16000)
+    if modality == "clip":
+        frames = rng.integers(0, 256, size=(2, *PROBE_SHAPE, 3), dtype=np.uint8)
+        return ClipContext(list(frames), probe_context("audio"))
     raise ValueError(f"unknown modality {modality!r}")
 
 
@@ -103,10 +109,25 @@ def _audio_loader(path: str, options: dict) -> tuple[Any, bytes | None]:
     return AudioContext(decode_audio(path, sample_rate=rate), rate), None
 
 
+def _clip_loader(path: str, options: dict) -> tuple[ClipContext, None]:
+    if "n_frames" not in options:
+        raise ValueError("loading a clip needs options['n_frames']: see loader_options")
+    return load_clip(path, n_frames=options["n_frames"],
+                     sample_rate=options.get("sample_rate", 16000)), None
+
+
 LOADERS: dict[str, Callable[[str, dict], tuple[Any, bytes | None]]] = {
     "image": _image_loader,
     "audio": _audio_loader,
+    "clip": _clip_loader,
 }
+
+
+def loader_options(config: FeatureConfig, options: dict) -> dict:
+    """The decoding options plus those the configuration implies (clips: how many frames)."""
+    if config.modality == "clip":
+        return {**options, "n_frames": clip_params(config)["n_frames"]}
+    return options
 
 
 def extract_files(paths: Sequence[str | Path], config: FeatureConfig,
@@ -119,7 +140,7 @@ def extract_files(paths: Sequence[str | Path], config: FeatureConfig,
     Returns the array (len(paths), n_features) and, per file, None or the error message
     (decoding errors; a family failure is reported but keeps the row).
     """
-    options = options or {}
+    options = loader_options(config, options or {})
     extractor = cached_extractor(config)
     loader = LOADERS[config.modality]
     rows = np.full((len(paths), len(extractor.names)), np.nan, dtype=np.float32)
@@ -154,7 +175,7 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
     ----------
     preset : name of a preset in ``configs/features`` (ignored when ``families`` is given).
     families : mapping ``family -> parameters``, as in a preset file.
-    modality : "image" or "audio".
+    modality : "image", "audio" or "clip".
     n_jobs : worker processes (joblib); ``None`` means 1.
     """
 

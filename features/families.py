@@ -2,5 +2,7 @@
 # Image families.
 from features import spectrum, dct, colour, compression, texture, residual, face, blend  # noqa: F401
 from features import layout  # noqa: F401
+# Audio-video clips.
+from features import clip  # noqa: F401
 # Audio families.
 from features import mfcc, lfcc, spectral, prosody, ltas, modulation  # noqa: F401

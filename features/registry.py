@@ -25,6 +25,8 @@ NAME_PATTERN = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
 COLUMN_PATTERN = re.compile(r"^[a-z0-9_]+$")
 COSTS = ("cheap", "moderate", "costly")
 MODALITIES = ("image", "audio", "clip")
+# A clip row holds image features of its frames and audio features of its track.
+ACCEPTED_MODALITIES = {"clip": ("image", "audio", "clip")}
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "features"
 
 
@@ -117,7 +119,7 @@ class FeatureConfig:
         chosen = []
         for name, params in mapping.items():
             family = get_family(name)
-            if family.modality != modality:
+            if family.modality not in ACCEPTED_MODALITIES.get(modality, (modality,)):
                 raise FeatureConfigError(
                     f"family {name!r} is for {family.modality}, not {modality}")
             if params is not None and not isinstance(params, Mapping):

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from features import perturbations
-from features.extractor import LOADERS, cached_extractor
+from features.extractor import LOADERS, cached_extractor, loader_options
 from features.registry import FeatureConfig
 from models import boosting, metrics
 from models.bundle import check_features, load_bundle
@@ -99,7 +99,7 @@ def perturbed_rows(paths: Sequence[str], names: Sequence[str], config: FeatureCo
     errors: list[list[str | None]] = [[None] * len(paths) for _ in conditions]
     for i, (path, name) in enumerate(zip(paths, names)):
         try:
-            context, data = loader(path, options)
+            context, data = loader(path, loader_options(config, options))
         except Exception as error:  # noqa: BLE001 - recorded, the run goes on
             for row in errors:
                 row[i] = f"{type(error).__name__}: {error}"

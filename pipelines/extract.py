@@ -59,7 +59,7 @@ OPTIONS = (
 
 
 def feature_config(settings: dict[str, Any]) -> FeatureConfig:
-    modality = "image" if settings["modality"] == "clip" else settings["modality"]
+    modality = settings["modality"]
     if settings.get("families"):
         return FeatureConfig.from_mapping(modality, settings["families"])
     return FeatureConfig.from_preset(settings["preset"], modality)
@@ -261,7 +261,7 @@ def read_features_metadata(path: Path) -> dict:
 
 def list_features() -> str:
     lines = []
-    for modality in ("image", "audio"):
+    for modality in ("image", "audio", "clip"):
         lines.append(f"{modality} families:")
         for family in families(modality):
             params = ", ".join(f"{k}={v!r}" for k, v in family.defaults.items())

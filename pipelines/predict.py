@@ -67,6 +67,8 @@ def predict_files(model: str, data_root: str, labels: str | None, out: Path,
     name_column = bundle.manifest.get("submission_column", dataset.name_column)
     if name_column == "img_path":
         name_column = "img_name"
+    if config.modality == "clip":  # the competition's clip track names its files video_name
+        name_column = "video_name"
     write_csv_atomic(out, [name_column, "y_pred"],
                      [(safe_cell(n), f"{scores.get(n, fallback):.6f}") for n in dataset.names])
     errors = features_path.with_suffix(".errors.csv")
