@@ -130,6 +130,10 @@ def metrics_table(metrics: dict) -> str:
             "the target; ⚠ marks targets with fewer than 10/FPR negatives.</small></p>")
 
 
+def _number(value) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
 def _interval(ci) -> str:
     return f" <small>[{ci[0]:.3f}, {ci[1]:.3f}]</small>" if ci else ""
 
@@ -160,10 +164,12 @@ def importance_figures(figures: Figures, rows: list[dict]) -> str:
 def ablation_table(ablation: dict | None) -> str:
     if not ablation:
         return ("<p>No per-family ablation in this run (enable it at fit time).</p>")
-    rows = "".join(f"<tr><td>{_esc(f)}</td><td>{v['alone']:.4f}</td><td>{v['without']:.4f}</td></tr>"
+    rows = "".join(f"<tr><td>{_esc(f)}</td><td>{v.get('n_features', '')}</td>"
+                   f"<td>{_number(v['alone'])}</td><td>{_number(v['without'])}</td></tr>"
                    for f, v in ablation.items())
-    return ("<table><tr><th>family</th><th>AUC of this family alone</th>"
-            f"<th>AUC of all but it</th></tr>{rows}</table>")
+    return ("<table><tr><th>family</th><th>features</th><th>AUC of this family alone</th>"
+            f"<th>AUC of all but it</th></tr>{rows}</table>"
+            "<p><small>Out-of-fold AUC of plain LightGBM on the same folds.</small></p>")
 
 
 def distribution_figures(figures: Figures, y: np.ndarray, score: np.ndarray) -> str:

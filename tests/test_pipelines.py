@@ -94,3 +94,24 @@ def test_list_features_prints_families(capsys):
     assert extract.main(["--list-features"]) == 0
     out = capsys.readouterr().out
     assert "image families:" in out and "fft" in out
+
+
+def test_family_ablation_is_measured_and_reported(dataset, tmp_path):
+    root, _, _ = dataset
+    config = tmp_path / "two.yaml"
+    config.write_text("extract:\n  families:\n    fft: {n_bins: 8}\n    colour: {}\n")
+    features = tmp_path / "features.parquet"
+    assert run_extract(root, config, features) == 0
+    run = tmp_path / "run"
+    assert fit.main(["--features", str(features), "--out", str(run), "--folds", "3",
+                     "--ablation"]) == 0
+    ablation = json.loads((run / "metrics.json").read_text())["ablation"]
+    assert set(ablation) == {"fft", "colour"}
+    # The period-2 grid that separates the classes is a spectral trace: fft alone finds it.
+    assert ablation["fft"]["alone"] > 0.9
+    # With two families, "all but one" is exactly "the other one alone" (same folds, same seed).
+    assert ablation["fft"]["without"] == ablation["colour"]["alone"]
+    assert ablation["colour"]["without"] == ablation["fft"]["alone"]
+    n_features = len(pq.read_schema(features).names) - 2
+    assert ablation["fft"]["n_features"] + ablation["colour"]["n_features"] == n_features
+    assert "AUC of this family alone" in (run / "report.html").read_text()
