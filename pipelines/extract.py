@@ -25,6 +25,8 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - makes pa.compute available
 import pyarrow.parquet as pq
 
+from joblib.externals.loky.process_executor import TerminatedWorkerError
+
 from features.extractor import cached_extractor, extract_files, is_decode_failure
 from features.perturbations import AugmentSpec, augment_plan, source_name
 from features.registry import FeatureConfig, families
@@ -300,6 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TerminatedWorkerError as error:
+        print(f"error: a worker process died ({error}); the chunks already written are kept "
+              "and a new run resumes after them", file=sys.stderr)
+        return 3
     rate = summary["n_files"] / max(summary["seconds"], 1e-9)
     print(f"extracted {summary['n_rows']} of {summary['n_files']} files into {out} "
           f"({len(config.families)} families, {len(cached_extractor(config).names)} features) "
