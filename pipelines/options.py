@@ -92,8 +92,10 @@ def read_config_section(path: Path, section: str, options: Sequence[Option]) -> 
         raise OptionError(f"config file {path}: unknown key(s) {unknown} in section "
                           f"'{section}'; known: {sorted(known)}")
     # Relative paths in a config file are relative to the file, not to the working directory.
+    # An option with a fixed set of choices (fit's --model lightgbm|stack) is never a path.
+    paths = {o.name for o in options if o.name in PATH_OPTIONS and not o.choices}
     base = path.parent
-    return {k: (str(base / v) if k in PATH_OPTIONS and isinstance(v, str) and not Path(v).is_absolute()
+    return {k: (str(base / v) if k in paths and isinstance(v, str) and not Path(v).is_absolute()
                 else v) for k, v in body.items()}
 
 

@@ -115,3 +115,16 @@ def test_family_ablation_is_measured_and_reported(dataset, tmp_path):
     n_features = len(pq.read_schema(features).names) - 2
     assert ablation["fft"]["n_features"] + ablation["colour"]["n_features"] == n_features
     assert "AUC of this family alone" in (run / "report.html").read_text()
+
+
+def test_config_paths_are_relative_to_the_file_but_choices_are_not(dataset, tmp_path):
+    root, _, _ = dataset
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    config = folder / "train.yaml"
+    config.write_text("extract:\n  families:\n    fft: {n_bins: 8}\n  out: ../features.parquet\n"
+                      "fit:\n  model: lightgbm\n  features: ../features.parquet\n  out: ../run\n")
+    assert extract.main(["--config", str(config), "--data-root", str(root), "--n-jobs", "1"]) == 0
+    assert (tmp_path / "features.parquet").is_file()
+    assert fit.main(["--config", str(config), "--folds", "2"]) == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["primary"] == "lightgbm"
