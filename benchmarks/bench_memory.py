@@ -25,10 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from pipelines.datasets import MEDIA_SUFFIXES
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGES = Path(os.environ.get("DEEPFAKE_DATA", PROJECT_ROOT.parent / "shared" / "data")
                       ) / "images" / "stylegan140k_small"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = MEDIA_SUFFIXES["image"]
 SAMPLE_SECONDS = 0.05
 MIB = 1024 * 1024
 

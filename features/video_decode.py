@@ -12,7 +12,6 @@ from pathlib import Path
 import av
 import numpy as np
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v")
 
 
 class VideoDecodeError(ValueError):
