@@ -30,8 +30,8 @@ import numpy as np
 from features.context import ImageContext
 from features.face import FaceBox, largest_face
 from features.registry import register
-from features.residual import KERNELS, residual_map
-from features.texture import channel_8bit, lbp_code_map, lbp_mapping
+from features.residual import KERNELS, shared_residual
+from features.texture import lbp_code_map, lbp_mapping
 
 REGIONS = ("inner", "ring", "band")
 REGION_BITS = {"inner": 1, "ring": 2, "band": 4}
@@ -220,9 +220,7 @@ def _residual_moments(ctx: ImageContext, channel: str, kernels: Sequence[str],
         # Count, mean, variance and mean |r| of K * x, in units of r = (K * x) / c.
         units = np.array([[1.0], [scale], [scale ** 2], [scale]])
         for direction in ("h", "v") if directional else ("h",):
-            # The same shared key as the ``residual`` family, so either family reuses the map.
-            values = ctx.shared(("residual", channel, kernel, direction),
-                                lambda: residual_map(channel_8bit(ctx, channel), kernel, direction))
+            values = shared_residual(ctx, channel, kernel, direction)
             origin = anchor[::-1] if directional and direction == "v" else anchor
             name = f"{channel}_{kernel}_{direction}" if directional else f"{channel}_{kernel}"
             moments[name] = region_moments(values, origin, regions) / units

@@ -34,29 +34,23 @@ class FeatureExtractor:
     def __init__(self, config: FeatureConfig):
         self.config = config
         self._items = clip_items(config) if config.modality == "clip" else config.items()
-        self.names = self._probe_names()
-        self._slices = self._family_slices()
+        self._slices = self._probe()
+        self.names = tuple(n for *_, names in self._slices for n in names)
 
-    def _probe_names(self) -> tuple[str, ...]:
+    def _probe(self) -> list[tuple[Any, dict, slice, tuple[str, ...]]]:
+        """Each family with its parameters, its columns' slice and its names, from one probe."""
         context = probe_context(self.config.modality)
-        names: list[str] = []
+        slices, start, seen = [], 0, set()
         for family, params in self._items:
-            family_names = list(family.compute(context, params))
+            family_names = tuple(family.compute(context, params))
             bad = [n for n in family_names if not COLUMN_PATTERN.match(n)]
             if bad:
                 raise ValueError(f"family {family.name!r} produced invalid names {bad[:3]}")
-            names.extend(family_names)
-        if len(set(names)) != len(names):
-            raise ValueError("two families produced the same feature name")
-        return tuple(names)
-
-    def _family_slices(self) -> list[tuple[Any, dict, slice, tuple[str, ...]]]:
-        slices, start = [], 0
-        for family, params in self._items:
-            count = sum(1 for n in self.names if n.startswith(family.name + "__"))
-            slices.append((family, params, slice(start, start + count),
-                           self.names[start:start + count]))
-            start += count
+            if seen & set(family_names) or len(set(family_names)) != len(family_names):
+                raise ValueError(f"family {family.name!r} repeats a feature name")
+            seen.update(family_names)
+            slices.append((family, params, slice(start, start + len(family_names)), family_names))
+            start += len(family_names)
         return slices
 
     def transform_context(self, context: Any) -> tuple[np.ndarray, list[str]]:

@@ -117,6 +117,12 @@ def residual_statistics(residual: np.ndarray, scale: float = 1.0) -> dict[str, f
     }
 
 
+def shared_residual(ctx: ImageContext, channel: str, kernel: str, orientation: str) -> np.ndarray:
+    """The residual map of one channel and kernel, computed once per image for every family."""
+    return ctx.shared(("residual", channel, kernel, orientation),
+                      lambda: residual_map(channel_8bit(ctx, channel), kernel, orientation))
+
+
 def _residual_features(ctx: ImageContext, channels: Sequence[str], kernels: Sequence[str],
                        q: float, t: int, order: int, levels: Sequence[int]) -> dict[str, float]:
     levels = check_levels(levels)
@@ -134,9 +140,7 @@ def _residual_features(ctx: ImageContext, channels: Sequence[str], kernels: Sequ
             for direction in DIRECTIONS:
                 # A square kernel's one residual map serves both co-occurrence directions.
                 orientation = direction if directional else "h"
-                residual = ctx.shared(
-                    ("residual", channel, kernel, orientation),
-                    lambda: residual_map(channel_8bit(ctx, channel), kernel, orientation))
+                residual = shared_residual(ctx, channel, kernel, orientation)
                 codes = ctx.shared(
                     ("residual_codes", channel, kernel, orientation, q, t),
                     lambda: quantise(residual, q * KERNELS[kernel].scale, t))
