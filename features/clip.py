@@ -21,7 +21,7 @@ even in a configuration that does not list the family (its defaults apply).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -115,8 +115,11 @@ class FrameFamily:
     def name(self) -> str:
         return self.family.name
 
-    def compute(self, ctx: ClipContext, params: Mapping[str, Any]) -> dict[str, float]:
-        rows = [self.family.compute(crop, params) for crop in ctx.crops(self.margin)]
+    def column_names(self, keys: Iterable[str]) -> list[str]:
+        return self.family.column_names(keys)
+
+    def function(self, ctx: ClipContext, **params: Any) -> dict[str, float]:
+        rows = [self.family.function(crop, **params) for crop in ctx.crops(self.margin)]
         names = list(rows[0])
         if any(list(row) != names for row in rows[1:]):
             raise ValueError("returned names that depend on the input")
@@ -137,12 +140,15 @@ class TrackFamily:
     def name(self) -> str:
         return self.family.name
 
-    def compute(self, ctx: ClipContext, params: Mapping[str, Any]) -> dict[str, float]:
+    def column_names(self, keys: Iterable[str]) -> list[str]:
+        return self.family.column_names(keys)
+
+    def function(self, ctx: ClipContext, **params: Any) -> dict[str, float]:
         if ctx.audio is None:
             if ctx.audio_error:
                 raise AudioDecodeError(ctx.audio_error)
             raise AbsentInput("the clip has no audio track")
-        return self.family.compute(ctx.audio, params)
+        return self.family.function(ctx.audio, **params)
 
 
 def clip_params(config: FeatureConfig) -> dict[str, Any]:

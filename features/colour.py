@@ -124,8 +124,7 @@ def colour(ctx, *, percentiles: Sequence[float] = (5, 25, 50, 75, 95),
     """
     _check_params(percentiles, clip_margins)
     planes = cv2.split(ctx.rgb)
-    brightest = cv2.max(cv2.max(planes[0], planes[1]), planes[2])
-    darkest = cv2.min(cv2.min(planes[0], planes[1]), planes[2])
+    brightest, darkest = ctx.rgb_extremes
     # 8-bit HSV saturation round(255 (max - min) / max); cv2.divide gives 0 where max = 0.
     saturation = byte_histogram(cv2.divide(cv2.subtract(brightest, darkest), brightest, scale=255))
     levels = np.arange(256, dtype=np.float64)
@@ -137,7 +136,7 @@ def colour(ctx, *, percentiles: Sequence[float] = (5, 25, 50, 75, 95),
     features.update(exposure_fractions(brightest, darkest, clip_margins))
 
     # OpenCV's 8-bit YCrCb holds Y, Cr, Cb in that order.
-    ycrcb = ctx.shared(("ycrcb8",), lambda: cv2.cvtColor(ctx.rgb, cv2.COLOR_RGB2YCrCb))
+    ycrcb = ctx.ycrcb8
     for name, channel in (("cb", 2), ("cr", 1)):
         moments = histogram_moments(byte_histogram(ycrcb, channel), levels - 128)
         features.update({f"{name}__{moment}": value for moment, value

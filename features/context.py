@@ -12,6 +12,9 @@ import cv2
 import numpy as np
 
 CHANNELS = ("y", "cb", "cr", "h", "s", "v", "r", "g", "b")
+# Full scale of each channel as ``ImageContext.channel`` returns it; the rest are 0..255.
+_FULL_SCALE = {"h": 360.0, "s": 1.0, "v": 1.0}
+_DIFFERENCE_CHANNELS = {"r_g": ("r", "g"), "g_b": ("g", "b"), "b_r": ("b", "r")}
 
 
 class ImageContext:
@@ -34,10 +37,20 @@ class ImageContext:
         return self.rgb.shape[:2]
 
     @cached_property
+    def ycrcb8(self) -> np.ndarray:
+        """uint8 (H, W, 3): OpenCV's 8-bit Y, Cr, Cb (ITU-R BT.601 full range, as JPEG), rounded."""
+        return cv2.cvtColor(self.rgb, cv2.COLOR_RGB2YCrCb)
+
+    @cached_property
+    def rgb_extremes(self) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 (H, W) per-pixel max(R, G, B) and min(R, G, B)."""
+        red, green, blue = cv2.split(self.rgb)
+        return cv2.max(cv2.max(red, green), blue), cv2.min(cv2.min(red, green), blue)
+
+    @cached_property
     def ycbcr(self) -> np.ndarray:
-        """float32 (H, W, 3): Y, Cb, Cr in [0, 255] (ITU-R BT.601 full range, as JPEG)."""
-        ycrcb = cv2.cvtColor(self.rgb, cv2.COLOR_RGB2YCrCb).astype(np.float32)
-        return ycrcb[..., [0, 2, 1]]
+        """float32 (H, W, 3): Y, Cb, Cr in [0, 255]."""
+        return cv2.merge([self.channel(name) for name in ("y", "cb", "cr")])
 
     @cached_property
     def hsv(self) -> np.ndarray:
@@ -47,20 +60,47 @@ class ImageContext:
     @cached_property
     def gray(self) -> np.ndarray:
         """float32 (H, W): luma Y in [0, 255]."""
-        return np.ascontiguousarray(self.ycbcr[..., 0])
+        return self.channel("y")
 
     def channel(self, name: str) -> np.ndarray:
         """One channel as a contiguous float32 (H, W) array, by name (see ``CHANNELS``)."""
+        if name not in CHANNELS:
+            raise ValueError(f"unknown channel {name!r}; known: {CHANNELS}")
+        return self.shared(("channel", name), lambda: self._channel(name))
+
+    def _channel(self, name: str) -> np.ndarray:
+        # Single planes straight from the 8-bit data: a full float conversion of all three
+        # channels (and OpenCV's float HSV) costs several times more than the planes used.
         if name in ("y", "cb", "cr"):
-            return self.shared(("channel", name),
-                               lambda: np.ascontiguousarray(self.ycbcr[..., ("y", "cb", "cr").index(name)]))
-        if name in ("h", "s", "v"):
-            return self.shared(("channel", name),
-                               lambda: np.ascontiguousarray(self.hsv[..., ("h", "s", "v").index(name)]))
+            plane = cv2.extractChannel(self.ycrcb8, {"y": 0, "cr": 1, "cb": 2}[name])
+            return plane.astype(np.float32)
         if name in ("r", "g", "b"):
-            return self.shared(("channel", name),
-                               lambda: self.rgb[..., ("r", "g", "b").index(name)].astype(np.float32))
-        raise ValueError(f"unknown channel {name!r}; known: {CHANNELS}")
+            return cv2.extractChannel(self.rgb, ("r", "g", "b").index(name)).astype(np.float32)
+        if name == "h":
+            return np.ascontiguousarray(self.hsv[..., 0])
+        brightest, darkest = self.rgb_extremes
+        value = brightest.astype(np.float32)
+        if name == "v":
+            return value * np.float32(1 / 255)
+        # HSV saturation (max - min) / max, 0 where max = 0, as OpenCV defines it.
+        spread = cv2.subtract(brightest, darkest).astype(np.float32)
+        return np.divide(spread, value, out=np.zeros_like(value), where=value > 0)
+
+    def channel_8bit(self, name: str) -> np.ndarray:
+        """A channel as float32 on the 0..255 scale of 8-bit grey steps (cached).
+
+        Besides ``CHANNELS``, the inter-channel differences ``r_g``, ``g_b`` and ``b_r`` (range
+        -255..255) are available. Texture and residual codes count steps of this scale.
+        """
+        def compute() -> np.ndarray:
+            if name in _DIFFERENCE_CHANNELS:
+                first, second = _DIFFERENCE_CHANNELS[name]
+                return cv2.subtract(self.channel(first), self.channel(second))
+            scale = _FULL_SCALE.get(name)
+            return self.channel(name) if scale is None else \
+                self.channel(name) * np.float32(255 / scale)
+
+        return self.shared(("channel_8bit", name), compute)
 
     def shared(self, key: Any, compute: Callable[[], Any]) -> Any:
         """Return the cached value for ``key``, computing it once with ``compute()``."""

@@ -35,21 +35,23 @@ class FeatureExtractor:
         self.config = config
         self._items = clip_items(config) if config.modality == "clip" else config.items()
         self._slices = self._probe()
-        self.names = tuple(n for *_, names in self._slices for n in names)
+        self.names = tuple(name for family, _, _, keys in self._slices
+                           for name in family.column_names(keys))
 
     def _probe(self) -> list[tuple[Any, dict, slice, tuple[str, ...]]]:
-        """Each family with its parameters, its columns' slice and its names, from one probe."""
+        """Each family with its parameters, its columns' slice and its keys, from one probe."""
         context = probe_context(self.config.modality)
         slices, start, seen = [], 0, set()
         for family, params in self._items:
-            family_names = tuple(family.compute(context, params))
+            keys = tuple(family.function(context, **params))
+            family_names = tuple(family.column_names(keys))
             bad = [n for n in family_names if not COLUMN_PATTERN.match(n)]
             if bad:
                 raise ValueError(f"family {family.name!r} produced invalid names {bad[:3]}")
             if seen & set(family_names) or len(set(family_names)) != len(family_names):
                 raise ValueError(f"family {family.name!r} repeats a feature name")
             seen.update(family_names)
-            slices.append((family, params, slice(start, start + len(family_names)), family_names))
+            slices.append((family, params, slice(start, start + len(family_names)), keys))
             start += len(family_names)
         return slices
 
@@ -59,7 +61,9 @@ class FeatureExtractor:
         failures = []
         for family, params, where, expected in self._slices:
             try:
-                values = family.compute(context, params)
+                # The family's own keys: prefixing thousands of names per sample costs more
+                # than some families' arithmetic.
+                values = family.function(context, **params)
                 if tuple(values) != expected:
                     raise ValueError("returned names that depend on the input")
                 row[where] = np.fromiter(values.values(), dtype=np.float64, count=len(expected))

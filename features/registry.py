@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
@@ -61,7 +61,11 @@ class Family:
 
     def compute(self, context: Any, params: Mapping[str, Any]) -> dict[str, float]:
         values = self.function(context, **params)
-        return {f"{self.name}__{key}": float(value) for key, value in values.items()}
+        return dict(zip(self.column_names(values), map(float, values.values())))
+
+    def column_names(self, keys: Iterable[str]) -> list[str]:
+        """Column names ``family__key`` of the keys a family returns."""
+        return [f"{self.name}__{key}" for key in keys]
 
 
 REGISTRY: dict[str, Family] = {}

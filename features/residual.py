@@ -18,7 +18,6 @@ import numpy as np
 from features.context import ImageContext
 from features.pyramid import check_levels, pool_codes, pyramid_names
 from features.registry import register
-from features.texture import channel_8bit
 
 
 class Kernel(NamedTuple):
@@ -120,7 +119,7 @@ def residual_statistics(residual: np.ndarray, scale: float = 1.0) -> dict[str, f
 def shared_residual(ctx: ImageContext, channel: str, kernel: str, orientation: str) -> np.ndarray:
     """The residual map of one channel and kernel, computed once per image for every family."""
     return ctx.shared(("residual", channel, kernel, orientation),
-                      lambda: residual_map(channel_8bit(ctx, channel), kernel, orientation))
+                      lambda: residual_map(ctx.channel_8bit(channel), kernel, orientation))
 
 
 def _residual_features(ctx: ImageContext, channels: Sequence[str], kernels: Sequence[str],

@@ -20,27 +20,6 @@ LBP_MAPPINGS = ("uniform", "nri_uniform", "ri")
 # Comparisons tolerate this much rounding (in 8-bit grey steps): a neighbour that interpolates to
 # exactly the centre value (flat areas, ramps) must count as ">=", whatever float rounding says.
 TIE_TOLERANCE = 1e-4
-# Full scale of each channel as ``ImageContext.channel`` returns it; the rest are 0..255.
-_FULL_SCALE = {"h": 360.0, "s": 1.0, "v": 1.0}
-_DIFFERENCE_CHANNELS = {"r_g": ("r", "g"), "g_b": ("g", "b"), "b_r": ("b", "r")}
-
-
-def channel_8bit(ctx: ImageContext, name: str) -> np.ndarray:
-    """A channel as float32 on the 0..255 scale of 8-bit grey steps (cached in the context).
-
-    Besides the context's channels (y, cb, cr, h, s, v, r, g, b), the inter-channel differences
-    ``r_g``, ``g_b`` and ``b_r`` (range -255..255) are available.
-    """
-    def compute() -> np.ndarray:
-        if name in _DIFFERENCE_CHANNELS:
-            first, second = _DIFFERENCE_CHANNELS[name]
-            return cv2.subtract(ctx.channel(first), ctx.channel(second))
-        scale = _FULL_SCALE.get(name)
-        return ctx.channel(name) if scale is None else ctx.channel(name) * np.float32(255 / scale)
-
-    return ctx.shared(("channel_8bit", name), compute)
-
-
 def neighbour_offsets(radius: float) -> np.ndarray:
     """(P, 2) (row, col) offsets of the circular neighbours, counter-clockwise from the right.
 
@@ -147,7 +126,7 @@ def lbp_code_map(ctx: ImageContext, channel: str, radius: int, mapping: str) -> 
     """
     if mapping == "default":
         return ctx.shared(("lbp", channel, radius, mapping),
-                          lambda: lbp_patterns(channel_8bit(ctx, channel), radius))
+                          lambda: lbp_patterns(ctx.channel_8bit(channel), radius))
     table = lbp_mapping(mapping)[0]
     return ctx.shared(("lbp", channel, radius, mapping),
                       lambda: cv2.LUT(lbp_code_map(ctx, channel, radius, "default"), table))

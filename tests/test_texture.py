@@ -5,7 +5,7 @@ import pytest
 from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 
 from features.context import ImageContext
-from features.texture import (GLCM_PROPERTIES, channel_8bit, glcm, lbp_code_map, lbp_mapping,
+from features.texture import (GLCM_PROPERTIES, glcm, lbp_code_map, lbp_mapping,
                               lbp_patterns, texture)
 
 
@@ -109,10 +109,10 @@ def test_channels_on_the_8bit_scale():
     rgb = random_rgb((6, 7), seed=8)
     ctx = ImageContext(rgb)
     r, g, b = (rgb[..., k].astype(np.float32) for k in range(3))
-    np.testing.assert_array_equal(channel_8bit(ctx, "r_g"), r - g)
-    np.testing.assert_array_equal(channel_8bit(ctx, "b_r"), b - r)
-    np.testing.assert_allclose(channel_8bit(ctx, "v"), rgb.max(axis=2), atol=1e-3)
-    np.testing.assert_array_equal(channel_8bit(ctx, "y"), ctx.channel("y"))
+    np.testing.assert_array_equal(ctx.channel_8bit("r_g"), r - g)
+    np.testing.assert_array_equal(ctx.channel_8bit("b_r"), b - r)
+    np.testing.assert_allclose(ctx.channel_8bit("v"), rgb.max(axis=2), atol=1e-3)
+    np.testing.assert_array_equal(ctx.channel_8bit("y"), ctx.channel("y"))
 
 
 def test_names_do_not_depend_on_image_size():
