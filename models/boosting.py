@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from models.selection import select_features
 from models.validation import FoldPlan
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -33,17 +34,30 @@ def make_lightgbm(params: Mapping[str, Any] | None = None, seed: int = 0):
 
 
 def out_of_fold(X: np.ndarray, y: np.ndarray, plan: FoldPlan,
-                params: Mapping[str, Any] | None = None, seed: int = 0) -> np.ndarray:
-    """Probability of 'fake' for every row, each predicted by a model that never saw it."""
+                params: Mapping[str, Any] | None = None, seed: int = 0,
+                max_features: int | None = None) -> np.ndarray:
+    """Probability of 'fake' for every row, each predicted by a model that never saw it.
+
+    Features are selected (``models.selection``) on each fold's training rows only, so the
+    held-out labels never choose the columns that score them.
+    """
     oof = np.full(len(y), np.nan)
     for train, test in plan.folds:
-        model = make_lightgbm(params, seed).fit(X[train], y[train])
-        oof[test] = model.predict_proba(X[test])[:, 1]
+        model, columns = fit_selected(X[train], y[train], params, seed, max_features)
+        oof[test] = model.predict_proba(X[test][:, columns])[:, 1]
     return oof
 
 
 def fit_full(X: np.ndarray, y: np.ndarray, params: Mapping[str, Any] | None = None, seed: int = 0):
     return make_lightgbm(params, seed).fit(X, y)
+
+
+def fit_selected(X: np.ndarray, y: np.ndarray, params: Mapping[str, Any] | None = None,
+                 seed: int = 0, max_features: int | None = None):
+    """A model fitted on the columns that ``select_features`` picks on these rows, and those
+    column indices (the model's input is ``X[:, columns]``)."""
+    columns = select_features(X, y, max_features, params, seed)
+    return fit_full(X[:, columns], y, params, seed), columns
 
 
 def importances(model, X: np.ndarray, names) -> dict[str, np.ndarray]:

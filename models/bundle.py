@@ -3,8 +3,10 @@
 Layout::
 
     model/
-      manifest.json   format, model kind, feature names in order, feature configuration,
-                      versions, training metrics, fallback score
+      manifest.json   format, model kind, feature names in order (all that the extractor
+                      produces), the model's features (the subset it uses, in its input order;
+                      all of them when absent), feature configuration, versions, training
+                      metrics, fallback score
       lightgbm.txt    LightGBM's own text model           (kind "lightgbm")
       stack/          each learner in its own safe format (kind "stack", see models.serialize)
 
@@ -41,15 +43,36 @@ class Bundle:
 
     @property
     def feature_names(self) -> list[str]:
+        """Every feature the extractor produces for the bundle's configuration, in order."""
         return list(self.manifest["feature_names"])
+
+    @property
+    def model_features(self) -> list[str]:
+        """The features the model uses, in its input order (a subset of ``feature_names``)."""
+        return model_features(self.manifest)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probability of 'fake' for each row of ``X`` (columns in ``feature_names`` order)."""
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[1] != len(self.feature_names):
-            raise BundleError(f"expected {len(self.feature_names)} feature columns, got "
-                              f"{X.shape[1] if X.ndim == 2 else X.shape}")
-        return np.asarray(self._predict(X), dtype=np.float64)
+        X = _matrix(X, len(self.feature_names))
+        position = {name: j for j, name in enumerate(self.feature_names)}
+        return self.predict_proba_used(X[:, [position[n] for n in self.model_features]])
+
+    def predict_proba_used(self, X: np.ndarray) -> np.ndarray:
+        """Probability of 'fake' for each row of ``X`` (columns in ``model_features`` order)."""
+        return np.asarray(self._predict(_matrix(X, len(self.model_features))), dtype=np.float64)
+
+
+def _matrix(X: np.ndarray, n_columns: int) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[1] != n_columns:
+        raise BundleError(f"expected {n_columns} feature columns, got "
+                          f"{X.shape[1] if X.ndim == 2 else X.shape}")
+    return X
+
+
+def model_features(manifest: dict) -> list[str]:
+    """The manifest's model features; bundles written before feature selection use them all."""
+    return list(manifest.get("model_features", manifest["feature_names"]))
 
 
 def write_bundle(folder: Path, manifest: dict, write_model: Callable[[Path], dict]) -> None:
@@ -100,6 +123,13 @@ def read_manifest(folder: Path) -> dict:
     for key in ("feature_names", "feature_config", "model"):
         if key not in manifest:
             raise BundleError(f"{path}: missing '{key}'")
+    used = manifest.get("model_features")
+    if used is not None and (not isinstance(used, list) or not used
+                             or not all(isinstance(n, str) for n in used)
+                             or len(set(used)) != len(used)
+                             or not set(used) <= set(manifest["feature_names"])):
+        raise BundleError(f"{path}: 'model_features' must be a non-empty list of distinct "
+                          "names taken from 'feature_names'")
     return manifest
 
 
@@ -111,7 +141,8 @@ def load_bundle(folder: str | Path) -> Bundle:
     manifest = read_manifest(folder)
     kind = manifest["model"].get("kind")
     if kind == "lightgbm":
-        predict = _load_lightgbm(folder / _inside(folder, manifest["model"]["file"]))
+        predict = _load_lightgbm(folder / _inside(folder, manifest["model"]["file"]),
+                                 len(model_features(manifest)))
     elif kind == "stack":
         from models.serialize import load_stack
         stack = load_stack(folder / _inside(folder, manifest["model"]["folder"]))
@@ -127,7 +158,7 @@ def _inside(folder: Path, name: Any) -> str:
     return name
 
 
-def _load_lightgbm(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def _load_lightgbm(path: Path, n_features: int) -> Callable[[np.ndarray], np.ndarray]:
     import lightgbm
     if not path.is_file():
         raise BundleError(f"{path}: model file missing")
@@ -135,6 +166,9 @@ def _load_lightgbm(path: Path) -> Callable[[np.ndarray], np.ndarray]:
         booster = lightgbm.Booster(model_file=str(path))
     except lightgbm.basic.LightGBMError as error:
         raise BundleError(f"{path}: not a LightGBM text model ({error})") from error
+    if booster.num_feature() != n_features:
+        raise BundleError(f"{path}: the model takes {booster.num_feature()} features but the "
+                          f"manifest lists {n_features} model features")
     return lambda X: booster.predict(X)
 
 

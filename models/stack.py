@@ -109,11 +109,13 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
     n_jobs : worker processes (-1 = all cores).
     model_threads : threads of each model.
     validation_fraction, patience : early stopping of the boosters (inner split, rounds).
+    worker : distinguishes processes tuning the same studies at once (their samplers get
+        different seeds); see :func:`models.tuning.tune_learner`.
     """
 
     def __init__(self, learners=LEARNER_NAMES, *, search_spaces=None, n_trials=8, timeout=None,
                  cv=3, meta="logistic", storage=None, study_prefix="", random_state=0,
-                 n_jobs=-1, model_threads=1, validation_fraction=0.2, patience=30):
+                 n_jobs=-1, model_threads=1, validation_fraction=0.2, patience=30, worker=0):
         self.learners = learners
         self.search_spaces = search_spaces
         self.n_trials = n_trials
@@ -127,6 +129,7 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         self.model_threads = model_threads
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.worker = worker
 
     def fit(self, X, y, groups=None):
         """Tune, fit the meta-learner on OOF predictions, then refit the learners on all rows."""
@@ -169,6 +172,20 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         self.timings_ = {"wall": wall, "learners": costs}
         return self
 
+    def tune(self, X, y, groups=None):
+        """Run (or join) only the learners' Optuna studies; sets ``tuning_`` and ``best_params_``.
+
+        For workers sharing a storage: a later :meth:`fit` on the same data finds the studies
+        finished and runs no new trial.
+        """
+        X, y = validate_data(self, X, y, dtype=np.float32, ensure_all_finite="allow-nan")
+        self._check_settings(X, y)
+        names = list(self.learners)
+        costs = {name: dict.fromkeys(_COST_KEYS, 0.0) for name in names}
+        self._tune(Parallel(n_jobs=self.n_jobs, backend="loky"), names, X, y.astype(int), groups,
+                   costs)
+        return self
+
     def _tune(self, parallel, names, X, y, groups, costs) -> None:
         """One study per learner; sets ``tuning_`` and ``best_params_``."""
         spaces = load_search_spaces(self.search_spaces)
@@ -178,7 +195,7 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         tuned = dict(zip(_slowest_first(names), parallel(delayed(_timed)(
             tune_learner, name, X, y, groups, space=spaces[name], n_trials=self.n_trials,
             timeout=self.timeout, cv=self.cv, storage=self.storage,
-            study_name=f"{self.study_prefix}{name}", **self._fit_settings())
+            study_name=f"{self.study_prefix}{name}", worker=self.worker, **self._fit_settings())
             for name in _slowest_first(names))))
         for name in names:
             _add_cost(costs[name], "tune", tuned[name][1])
@@ -236,7 +253,7 @@ class NestedOOF:
     folds: list[dict]
 
 
-def nested_oof(X, y, groups=None, *, outer_cv: int = 5, outer_folds=None,
+def nested_oof(X, y, groups=None, *, outer_cv: int = 5, outer_folds=None, tune_only=False,
                **stack_params) -> NestedOOF:
     """Out-of-fold predictions of every base learner and of the stack, with tuning nested inside.
 
@@ -247,7 +264,8 @@ def nested_oof(X, y, groups=None, *, outer_cv: int = 5, outer_folds=None,
 
     The outer folds are ``outer_cv`` stratified (group) folds, or the given ``outer_folds``
     ((train, test) index pairs, e.g. from ``models.validation.plan_folds``); rows in no test part
-    keep fold -1 and NaN predictions.
+    keep fold -1 and NaN predictions. With ``tune_only`` only the studies run (see
+    :meth:`GradientBoostedStack.tune`): the predictions stay NaN and each fold holds its tuning.
     """
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y).astype(int)
@@ -262,7 +280,12 @@ def nested_oof(X, y, groups=None, *, outer_cv: int = 5, outer_folds=None,
         outer_folds = make_splits(y, groups, outer_cv, random_state)
     for k, (train, test) in enumerate(outer_folds):
         stack = GradientBoostedStack(**stack_params, study_prefix=f"{prefix}outer{k}-")
-        stack.fit(X[train], y[train], None if groups is None else np.asarray(groups)[train])
+        train_groups = None if groups is None else np.asarray(groups)[train]
+        if tune_only:
+            stack.tune(X[train], y[train], train_groups)
+            folds.append({"fold": k, "tuning": stack.tuning_})
+            continue
+        stack.fit(X[train], y[train], train_groups)
         predictions.loc[test, "fold"] = k
         for name in names:
             predictions.loc[test, name] = stack.learners_[name].predict_positive(X[test])

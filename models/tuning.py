@@ -244,6 +244,18 @@ def _count_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
 
+def finished_trials(storage) -> dict[str, int]:
+    """Number of finished (complete or pruned) trials of every study in ``storage``."""
+    storage = open_storage(storage)
+    return {name: _count_finished(optuna.load_study(study_name=name, storage=storage))
+            for name in optuna.get_all_study_names(storage)}
+
+
+def process_worker() -> int:
+    """A ``worker`` number for :func:`tune_learner` that differs between processes and hosts."""
+    return zlib.crc32(_owner().encode())
+
+
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 

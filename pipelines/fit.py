@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from models import boosting, metrics
 from models.bundle import lightgbm_writer, write_bundle
+from models.selection import check_max_features
 from features.perturbations import source_name
 from models.validation import plan_folds, with_copies
 from pipelines import provenance
@@ -39,6 +40,8 @@ OPTIONS = (
            "(default: meta.csv in the data root, if present)"),
     Option("folds", "number of cross-validation folds", type=int, default=5),
     Option("seed", "random seed", type=int, default=0),
+    Option("max_features", "lightgbm: keep at most this many features, ranked by LightGBM gain "
+           "inside each training fold (constant columns are always dropped)", type=int),
     Option("model", "plain LightGBM, or the Optuna-tuned stack (LightGBM, XGBoost, "
            "HistGradientBoosting, logistic regression) evaluated by nested cross-validation",
            default="lightgbm", choices=("lightgbm", "stack")),
@@ -48,6 +51,9 @@ OPTIONS = (
            "file (default: RUN_DIR/tuning.journal)"),
     Option("resume", "stack: continue the studies of an interrupted fit in the same run folder",
            flag=True),
+    Option("tune_only", "stack: be one tuning worker: run the stack's Optuna studies in "
+           "--storage, sharing their trials with other workers, and write nothing else; a fit "
+           "without it then builds the stack from the finished studies", flag=True),
     Option("n_jobs", "stack: worker processes (-1: all cores)", type=int, default=-1),
     Option("ablation", "also measure each feature family alone and all families but it "
            "(out-of-fold AUC of plain LightGBM; 2 extra cross-validations per family)",
@@ -116,12 +122,18 @@ def family_of(feature: str) -> str:
 
 def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
     started = time.time()
+    check_max_features(settings["max_features"])
+    if settings["max_features"] is not None and settings["model"] != "lightgbm":
+        raise ValueError("option --max-features applies to --model lightgbm only")
     originals, source_of = augmentation_sources(table.names)
     groups = read_groups(table, settings["group_column"], settings["metadata"]) \
         if settings["group_column"] else None
     plan = plan_folds(table.y[originals], None if groups is None else groups[originals],
                       settings["folds"], settings["seed"])
     plan = with_copies(plan, originals, source_of)
+    if settings["tune_only"]:
+        return {"studies": tune_stack(table, settings, plan,
+                                      stack_groups(groups, source_of, originals))}
     out.mkdir(parents=True, exist_ok=True)
     if settings["model"] == "stack":
         fitted = fit_stack(table, out, settings, plan, stack_groups(groups, source_of, originals))
@@ -150,8 +162,11 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
         "extraction": table.meta.get("summary", {}),
         "versions": provenance.versions(),
     }
+    used = fitted.get("columns", np.arange(len(table.feature_names)))
+    used_names = [table.feature_names[j] for j in used]
     manifest = {
         "feature_names": table.feature_names,
+        "model_features": used_names,
         "feature_config": table.meta["feature_config"],
         "feature_fingerprint": table.meta["feature_fingerprint"],
         "name_column": table.name_column,
@@ -166,10 +181,10 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
         write_csv_atomic(path, [table.name_column, "target", "fold", "y_pred"],
                          [(safe_cell(n), t, f, f"{p:.6f}") for n, t, f, p in
                           zip(names_original, y_original, fold_ids, oof[originals])])
-    found = boosting.importances(fitted["explainer"], table.X, table.feature_names)
+    found = boosting.importances(fitted["explainer"], table.X[:, used], used_names)
     write_csv_atomic(out / "importance.csv", ["feature", "family", "gain", "mean_abs_contribution"],
                      [(n, family_of(n), f"{g:.6g}", f"{c:.6g}") for n, g, c in
-                      zip(table.feature_names, found["gain"], found["mean_abs_contribution"])])
+                      zip(used_names, found["gain"], found["mean_abs_contribution"])])
     errors = table.path.with_suffix(".errors.csv")
     if errors.is_file():
         shutil.copyfile(errors, out / "extract_errors.csv")
@@ -184,21 +199,29 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
 
 
 def fit_lightgbm(table: FeatureTable, settings: dict, plan) -> dict:
+    """Plain LightGBM; features are selected inside each training fold, then on all rows for
+    the final model (``columns``: the indices it uses)."""
     params = settings.get("lightgbm") or {}
-    oof = boosting.out_of_fold(table.X, table.y, plan, params, settings["seed"])
-    model = boosting.fit_full(table.X, table.y, params, settings["seed"])
+    cap = settings["max_features"]
+    oof = boosting.out_of_fold(table.X, table.y, plan, params, settings["seed"], cap)
+    model, columns = boosting.fit_selected(table.X, table.y, params, settings["seed"], cap)
     return {"oof": {"lightgbm": oof}, "writer": lightgbm_writer(model), "explainer": model,
-            "settings": {"lightgbm_params": {**boosting.DEFAULT_PARAMS, **params}}}
+            "columns": columns,
+            "settings": {"lightgbm_params": {**boosting.DEFAULT_PARAMS, **params},
+                         "max_features": cap, "n_features": len(table.feature_names),
+                         "n_model_features": len(columns)}}
 
 
 def family_ablation(table: FeatureTable, plan, originals: np.ndarray, settings: dict) -> dict:
-    """Out-of-fold AUC of each family alone and of all families but it (plain LightGBM)."""
+    """Out-of-fold AUC of each family alone and of all families but it (plain LightGBM, with
+    the run's --max-features cap)."""
     families = np.array([family_of(n) for n in table.feature_names])
     params = settings.get("lightgbm") or {}
     y = table.y[originals]
 
     def oof_auc(columns: np.ndarray) -> float:
-        oof = boosting.out_of_fold(table.X[:, columns], table.y, plan, params, settings["seed"])
+        oof = boosting.out_of_fold(table.X[:, columns], table.y, plan, params, settings["seed"],
+                                   settings["max_features"])
         return metrics.auc(y, oof[originals])
 
     result = {}
@@ -221,17 +244,23 @@ def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups) -> d
     """Nested CV for honest metrics, then the final stack tuned and fitted on all rows."""
     from models.serialize import save_stack
     from models.stack import GradientBoostedStack, nested_oof
+    from models.tuning import finished_trials
 
     storage = settings["storage"] or str(out / "tuning.journal")
     if not settings["storage"] and Path(storage).exists() and not settings["resume"]:
         raise ValueError(f"{out} already holds tuning studies ({storage}); pass --resume to "
                          "continue them, or choose another --out")
-    params = {"n_trials": settings["n_trials"], "timeout": settings["timeout"],
-              "cv": 3, "random_state": settings["seed"], "n_jobs": settings["n_jobs"],
-              "storage": storage, **(settings.get("stack") or {})}
+    params = stack_params(settings, storage)
+    before = finished_trials(storage)
     nested = nested_oof(table.X, table.y, groups, outer_folds=plan.folds, **params)
     final = GradientBoostedStack(**params, study_prefix="final-").fit(table.X, table.y, groups)
     learners = list(final.learners)
+    names = stack_study_names(nested, final)
+    after = {name: n for name, n in finished_trials(storage).items() if name in names}
+    # Trials already finished (e.g. by --tune-only workers) are reused, not run again.
+    trials = {"reused": sum(before.get(name, 0) for name in after),
+              "new": sum(n - before.get(name, 0) for name, n in after.items())}
+    log.info("tuning: %(reused)d finished trials reused, %(new)d new", trials)
     oof = {"stack": nested.predictions["stack"].to_numpy(),
            **{name: nested.predictions[name].to_numpy() for name in learners}}
     write_text_atomic(out / "tuning.json", json.dumps(
@@ -246,9 +275,41 @@ def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups) -> d
     return {"oof": oof, "writer": writer, "explainer": explainer,
             "settings": {"stack_params": {k: v for k, v in params.items() if k != "storage"},
                          "storage": storage if not settings["storage"] else "(user storage)",
+                         "tuning_trials": trials,
                          "best_params": final.best_params_,
                          "nested_folds": [{k: f[k] for k in ("fold", "n_train", "n_test")}
                                           for f in nested.folds]}}
+
+
+def stack_params(settings: dict, storage: str) -> dict:
+    """GradientBoostedStack parameters of a stack fit (and of its tuning workers)."""
+    return {"n_trials": settings["n_trials"], "timeout": settings["timeout"],
+            "cv": 3, "random_state": settings["seed"], "n_jobs": settings["n_jobs"],
+            "storage": storage, **(settings.get("stack") or {})}
+
+
+def stack_study_names(nested, final) -> set[str]:
+    """The Optuna studies of a stack fit: one per outer fold and learner, and the final ones."""
+    tunings = [fold["tuning"] for fold in nested.folds] + [final.tuning_]
+    return {result["study_name"] for tuning in tunings for result in tuning.values()}
+
+
+def tune_stack(table: FeatureTable, settings: dict, plan, groups) -> dict[str, int]:
+    """--tune-only: run the studies of a stack fit on ``table``, and only them.
+
+    Every worker walks through the same studies, in the same order, as the fit would; on a
+    shared storage they split each study's trials. Returns each study's finished trials.
+    """
+    from models.stack import GradientBoostedStack, nested_oof
+    from models.tuning import finished_trials, process_worker
+
+    params = {**stack_params(settings, settings["storage"]), "worker": process_worker()}
+    nested = nested_oof(table.X, table.y, groups, outer_folds=plan.folds, tune_only=True,
+                        **params)
+    final = GradientBoostedStack(**params, study_prefix="final-").tune(table.X, table.y, groups)
+    names = stack_study_names(nested, final)
+    return {name: n for name, n in sorted(finished_trials(settings["storage"]).items())
+            if name in names}
 
 
 def tuning_record(storage: str, study_names: list[str]) -> dict:
@@ -280,12 +341,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = resolve(args, "fit", OPTIONS)
+        if settings["tune_only"] and (settings["model"] != "stack" or not settings["storage"]):
+            raise ValueError("--tune-only needs --model stack and --storage URL: tuning workers "
+                             "share their studies only through a storage they all reach")
         table = load_feature_table(settings["features"])
         out = Path(settings["out"])
         result = fit_run(table, out, settings)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if settings["tune_only"]:
+        print("finished trials per study: " + ", ".join(
+            f"{name} {n}" for name, n in result["studies"].items()))
+        return 0
     for name, summary in result["metrics"].items():
         print(format_metrics(name, summary, result["n_splits"]))
     for warning in result["warnings"]:

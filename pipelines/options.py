@@ -60,9 +60,8 @@ def resolve(args: argparse.Namespace, section: str, options: Sequence[Option],
         value = getattr(args, option.name, None)
         if value is None:
             value = from_file.get(option.name, option.default)
-            if value is not None and option.type not in (None, str) and not option.flag \
-                    and isinstance(value, str):
-                value = option.type(value)
+            if value is not None and option.type not in (None, str) and not option.flag:
+                value = _coerce(option, value)
         if option.choices and value is not None and value not in option.choices:
             raise OptionError(f"option {option.name}: {value!r} is not one of {list(option.choices)}")
         merged[option.name] = value
@@ -70,6 +69,21 @@ def resolve(args: argparse.Namespace, section: str, options: Sequence[Option],
         if key in from_file:
             merged[key] = from_file[key]
     return merged
+
+
+def _coerce(option: Option, value: Any) -> Any:
+    """A config file's value as the option's type, or an error naming the option."""
+    exact = not isinstance(value, bool) and (
+        isinstance(value, str) or option.type is float and isinstance(value, (int, float))
+        or isinstance(value, int) or isinstance(value, float) and value.is_integer())
+    try:
+        if not exact:
+            raise ValueError
+        return option.type(value)
+    except (TypeError, ValueError):
+        raise OptionError(f"option --{option.name.replace('_', '-')} (config key "
+                          f"{option.name!r}): {value!r} is not a valid {option.type.__name__}"
+                          ) from None
 
 
 def read_config_section(path: Path, section: str, options: Sequence[Option]) -> dict[str, Any]:

@@ -58,8 +58,9 @@ def predict_files(model: str, data_root: str, labels: str | None, out: Path,
                     options={"max_pixels": settings["max_pixels"]})
     table = pq.read_table(features_path)
     names = table.column(dataset.name_column).to_pylist()
-    X = np.column_stack([table.column(c).to_numpy() for c in bundle.feature_names])
-    scores = dict(zip(names, bundle.predict_proba(X))) if len(names) else {}
+    # The extractor computed every feature; the model reads only its own columns, by name.
+    X = np.column_stack([table.column(c).to_numpy() for c in bundle.model_features])
+    scores = dict(zip(names, bundle.predict_proba_used(X))) if len(names) else {}
     fallback = settings["fallback_score"]
     if fallback is None:
         fallback = float(bundle.manifest.get("fallback_score", 0.5))

@@ -74,3 +74,41 @@ def test_feature_mismatch_names_missing_and_unexpected():
     with pytest.raises(BundleError, match=r"1 missing \(e.g. \['fft__b'\]\), 1 unexpected"):
         check_features({"feature_names": ["fft__a", "fft__b"]}, ["fft__a", "fft__c"])
     check_features({"feature_names": ["fft__a"]}, ("fft__a",))
+
+
+def selected_bundle(tmp_path, rng):
+    """A model fitted on columns 3 and 1 of five extractor features, written as a bundle."""
+    X, y, _ = fitted(rng)
+    names = [f"f__v{i}" for i in range(5)]
+    model = boosting.fit_full(X[:, [3, 1]], y, {"n_estimators": 30})
+    write_bundle(tmp_path / "m", {**manifest(names), "model_features": ["f__v3", "f__v1"]},
+                 lightgbm_writer(model))
+    return X, model
+
+
+def test_bundle_with_model_features_reads_its_columns_by_name(tmp_path):
+    X, model = selected_bundle(tmp_path, np.random.default_rng(6))
+    bundle = load_bundle(tmp_path / "m")
+    assert bundle.model_features == ["f__v3", "f__v1"]
+    assert bundle.feature_names == [f"f__v{i}" for i in range(5)]
+    expected = model.predict_proba(X[:, [3, 1]])[:, 1]
+    np.testing.assert_array_equal(bundle.predict_proba(X), expected)  # all extractor columns
+    np.testing.assert_array_equal(bundle.predict_proba_used(X[:, [3, 1]]), expected)
+    with pytest.raises(BundleError, match="expected 2 feature columns, got 5"):
+        bundle.predict_proba_used(X)
+
+
+@pytest.mark.parametrize("used, message", [
+    (["f__v3", "f__nope"], "must be a non-empty list of distinct names"),
+    (["f__v3", "f__v3"], "must be a non-empty list of distinct names"),
+    ([], "must be a non-empty list of distinct names"),
+    (["f__v3", "f__v1", "f__v0"], "takes 2 features but the manifest lists 3"),
+])
+def test_inconsistent_model_features_are_refused(tmp_path, used, message):
+    selected_bundle(tmp_path, np.random.default_rng(7))
+    path = tmp_path / "m" / "manifest.json"
+    data = json.loads(path.read_text())
+    data["model_features"] = used
+    path.write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=message):
+        load_bundle(tmp_path / "m")

@@ -10,6 +10,7 @@ import optuna
 import pytest
 
 from conftest import PROJECT_ROOT
+from models.tuning import FINISHED_STATES
 from pipelines import extract, fit, predict
 
 STACK_CONFIG = """
@@ -96,3 +97,71 @@ def test_killed_fit_resumes_its_studies(features, tmp_path):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         assert sum(t.state.is_finished() for t in study.trials) >= 6
     assert (run / "metrics.json").is_file()
+
+
+# A tuning worker: `python -m pipelines.fit ... --tune-only`, except that it first imports
+# everything, says it is ready and waits for the go file, so that both workers start tuning at
+# the same moment whatever their start-up times.
+TUNING_WORKER = """
+import os, sys, time
+from pathlib import Path
+import models.stack, models.tuning
+from pipelines import fit
+go = Path(sys.argv[1])
+Path(f"{go}.{os.getpid()}").touch()
+while not go.exists():
+    time.sleep(0.01)
+sys.exit(fit.main(sys.argv[2:]))
+"""
+
+
+def test_tuning_workers_share_the_studies_and_the_build_reuses_them(features, tmp_path):
+    _, table, config = features
+    journal = tmp_path / "shared.journal"
+    common = ["--features", str(table), "--model", "stack", "--config", str(config),
+              "--n-trials", "4", "--folds", "2", "--storage", str(journal)]
+    go = tmp_path / "go"
+    workers = [subprocess.Popen([sys.executable, "-c", TUNING_WORKER, str(go),
+                                 *common, "--out", str(tmp_path / "unused"), "--tune-only"],
+                                cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    deadline = time.time() + 60
+    while len(list(tmp_path.glob("go.*"))) < 2 and time.time() < deadline:
+        assert all(worker.poll() is None for worker in workers), "a worker died at start-up"
+        time.sleep(0.05)
+    go.touch()
+    for worker in workers:
+        assert worker.wait(timeout=120) == 0
+    assert "finished trials per study: " in workers[0].stdout.read()
+    assert not (tmp_path / "unused").exists()  # a tuning worker writes no run folder
+
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal)))
+    names = {f"{prefix}-{learner}" for prefix in ("outer0", "outer1", "final")
+             for learner in ("lightgbm", "logistic")}
+    assert set(optuna.get_all_study_names(storage)) == names
+    owners, n_finished = set(), 0
+    for name in names:
+        trials = [t for t in optuna.load_study(study_name=name, storage=storage).trials
+                  if t.state in FINISHED_STATES]
+        assert 4 <= len(trials) <= 5  # each worker may finish the trial it was running
+        params = [tuple(sorted(t.params.items())) for t in trials]
+        assert len(set(params)) == len(params)  # the workers' samplers drew different points
+        owners |= {t.user_attrs["owner"] for t in trials}
+        n_finished += len(trials)
+    host = os.uname().nodename
+    assert owners == {f"{host}:{worker.pid}" for worker in workers}
+
+    run = tmp_path / "run"
+    assert fit.main([*common, "--out", str(run)]) == 0
+    recorded = json.loads((run / "metrics.json").read_text())["run"]["tuning_trials"]
+    assert recorded == {"reused": n_finished, "new": 0}
+    assert sum(len(optuna.load_study(study_name=name, storage=storage).trials)
+               for name in names) == n_finished  # no trial was even started
+
+
+def test_tune_only_needs_a_shared_storage(features, capsys):
+    _, table, config = features
+    assert fit.main(["--features", str(table), "--model", "stack", "--config", str(config),
+                     "--tune-only"]) == 2
+    assert "--tune-only needs --model stack and --storage" in capsys.readouterr().err

@@ -82,6 +82,18 @@ def test_unknown_config_key_is_rejected_naming_it(dataset, tmp_path, capsys):
     assert "unknown key(s) ['n_job']" in err and "bad.yaml" in err
 
 
+@pytest.mark.parametrize("value", ['"two"', "2.5", "true", "[2]"])
+def test_config_value_of_the_wrong_type_is_rejected_naming_the_option(dataset, tmp_path, capsys,
+                                                                      value):
+    root, _, _ = dataset
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"extract:\n  n_jobs: {value}\n")
+    assert extract.main(["--config", str(config), "--data-root", str(root),
+                         "--out", str(tmp_path / "f.parquet")]) == 2
+    assert "option --n-jobs (config key 'n_jobs')" in capsys.readouterr().err
+    assert not (tmp_path / "f.parquet").exists()
+
+
 def test_unknown_family_parameter_is_rejected(dataset, tmp_path, capsys):
     root, _, _ = dataset
     config = tmp_path / "bad.yaml"
@@ -128,3 +140,45 @@ def test_config_paths_are_relative_to_the_file_but_choices_are_not(dataset, tmp_
     assert (tmp_path / "features.parquet").is_file()
     assert fit.main(["--config", str(config), "--folds", "2"]) == 0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["primary"] == "lightgbm"
+
+
+def test_max_features_bundle_predicts_on_files_as_the_fitted_model(dataset, tmp_path):
+    from models import boosting
+
+    root, config, rows = dataset
+    features = tmp_path / "features.parquet"
+    assert run_extract(root, config, features) == 0
+    run = tmp_path / "run"
+    assert fit.main(["--features", str(features), "--out", str(run), "--folds", "2",
+                     "--max-features", "4"]) == 0
+    table = fit.load_feature_table(features)
+    model, columns = boosting.fit_selected(table.X, table.y, {}, 0, 4)
+    manifest = json.loads((run / "model" / "manifest.json").read_text())
+    used = [table.feature_names[j] for j in columns]
+    assert manifest["feature_names"] == table.feature_names and len(table.feature_names) > 8
+    assert manifest["model_features"] == used and len(used) == 4
+    with open(run / "importance.csv") as handle:
+        assert [r["feature"] for r in csv.DictReader(handle)] == used
+    submission = tmp_path / "submission.csv"
+    assert predict.main(["--model", str(run), "--data-root", str(root), "--out", str(submission),
+                         "--n-jobs", "1"]) == 0
+    with open(submission) as handle:
+        scores = {r["img_name"]: float(r["y_pred"]) for r in csv.DictReader(handle)}
+    expected = model.predict_proba(table.X[:, columns])[:, 1]
+    np.testing.assert_allclose([scores[n] for n in table.names], expected, atol=5e-7)
+
+
+@pytest.mark.parametrize("source", ["cli", "config"])
+def test_invalid_max_features_is_an_error_naming_the_option(dataset, tmp_path, capsys, source):
+    root, config, _ = dataset
+    features = tmp_path / "features.parquet"
+    assert run_extract(root, config, features) == 0
+    args = ["--features", str(features), "--out", str(tmp_path / "run")]
+    if source == "cli":
+        args += ["--max-features", "0"]
+    else:
+        (tmp_path / "fit.yaml").write_text("fit:\n  max_features: -2\n")
+        args += ["--config", str(tmp_path / "fit.yaml")]
+    assert fit.main(args) == 2
+    assert "--max-features must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

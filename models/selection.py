@@ -1,0 +1,73 @@
+"""Which feature columns a LightGBM model is trained on: drop constant columns, cap the rest.
+
+Most of the default preset's 5,511 columns are spatial-pyramid histogram bins, and many are empty
+on a given training set. A constant column can never be split on, so dropping it changes no
+prediction but shortens the bundle's feature list and the importance table. The optional cap
+keeps the ``max_features`` columns with the largest total split gain (the impurity-based
+importance of Friedman, "Greedy function approximation: a gradient boosting machine", Ann.
+Statist. 2001, as computed by LightGBM) of a quick screening model.
+
+The selection must only ever see training rows: ranking features on all rows before
+cross-validation would let the held-out labels choose the columns and inflate out-of-fold
+metrics. ``models.boosting`` therefore calls ``select_features`` once per training fold.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+# The screening model trades trees for a larger step (100 x 0.1 against the default 400 x 0.03):
+# about the same total shrinkage, a quarter of the cost, and a gain ranking of the same splits.
+SCREENING_PARAMS: dict[str, Any] = {"n_estimators": 100, "learning_rate": 0.1}
+
+
+def check_max_features(max_features: int | None) -> None:
+    """Refuse a cap that keeps no feature (None means no cap)."""
+    if max_features is not None and (isinstance(max_features, bool)
+                                     or not isinstance(max_features, (int, np.integer))
+                                     or max_features <= 0):
+        raise ValueError(f"option --max-features must be a positive integer, got {max_features!r}")
+
+
+def varying_columns(X: np.ndarray) -> np.ndarray:
+    """Indices of the columns that are not constant over the rows of ``X``.
+
+    A column with some missing (NaN) values and one other value still varies: LightGBM can split
+    missing from present. Only an all-NaN column or a column of a single value is constant.
+    """
+    missing = np.isnan(X)
+    low = np.where(missing, np.inf, X).min(axis=0)
+    high = np.where(missing, -np.inf, X).max(axis=0)
+    partly_missing = missing.any(axis=0) & ~missing.all(axis=0)
+    return np.flatnonzero((low < high) | partly_missing)
+
+
+def top_by_gain(gain: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` largest gains, in ascending position order; ties go to the earlier
+    position, so the choice is deterministic."""
+    order = np.argsort(-np.asarray(gain, dtype=float), kind="stable")
+    return np.sort(order[:k])
+
+
+def select_features(X: np.ndarray, y: np.ndarray, max_features: int | None = None,
+                    params: Mapping[str, Any] | None = None, seed: int = 0) -> np.ndarray:
+    """Column indices (ascending) of ``X`` that a model fitted on these rows should use.
+
+    Constant columns are always dropped. With ``max_features``, a screening LightGBM (the given
+    parameters with ``SCREENING_PARAMS``) is fitted on the remaining columns and the
+    ``max_features`` with the largest total gain are kept; a cap at or above the number of
+    varying columns keeps them all. Pass training rows only.
+    """
+    from models.boosting import make_lightgbm
+
+    check_max_features(max_features)
+    columns = varying_columns(X)
+    if len(columns) == 0:
+        raise ValueError(f"all {X.shape[1]} feature columns are constant over the "
+                         f"{len(X)} training rows; nothing to fit")
+    if max_features is None or max_features >= len(columns):
+        return columns
+    screening = make_lightgbm({**(params or {}), **SCREENING_PARAMS}, seed).fit(X[:, columns], y)
+    gain = screening.booster_.feature_importance(importance_type="gain")
+    return columns[top_by_gain(gain, max_features)]
