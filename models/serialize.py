@@ -55,6 +55,7 @@ def save_stack(model: GradientBoostedStack, folder) -> dict:
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "n_features": int(model.n_features_in_),
+        "support": [int(i) for i in model.support_],
         "feature_names": None if feature_names is None else [str(f) for f in feature_names],
         "input_dtype": "float32",
         "learners": learners,
@@ -91,13 +92,14 @@ class LoadedStack:
         self.manifest = manifest
         self.predictors = predictors
         self.meta = MetaLearner(**manifest["meta"])
+        self.support = _checked_support(manifest)
 
     @property
     def learners(self) -> list[str]:
         return [entry["name"] for entry in self.manifest["learners"]]
 
     def predict_proba(self, X) -> np.ndarray:
-        X = self._check_input(X)
+        X = self._check_input(X)[:, self.support]
         base = np.column_stack([self.predictors[name](X) for name in self.learners])
         positive = self.meta.predict(base)
         return np.column_stack([1.0 - positive, positive])
@@ -111,6 +113,18 @@ class LoadedStack:
             raise ValueError(f"X must have {self.manifest['n_features']} columns, got shape "
                              f"{X.shape}")
         return X
+
+
+def _checked_support(manifest: dict) -> np.ndarray:
+    """The input columns the learners read: distinct, ascending, in range (all when absent)."""
+    n_features = manifest["n_features"]
+    support = manifest.get("support", list(range(n_features)))
+    if not (isinstance(support, list) and support
+            and all(isinstance(i, int) and 0 <= i < n_features for i in support)
+            and all(a < b for a, b in zip(support, support[1:]))):
+        raise ValueError(f"the stack manifest's 'support' must list distinct ascending column "
+                         f"indices below {n_features}")
+    return np.array(support, dtype=np.intp)
 
 
 def _export_lightgbm(estimator) -> str:

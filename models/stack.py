@@ -33,6 +33,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from models.learners import LEARNER_NAMES, EarlyStopping, check_learner_name, fit_learner
+from models.selection import select_features
 from models.tuning import load_search_spaces, make_splits, tune_learner
 
 META_KINDS = ("logistic", "rank_mean")
@@ -111,11 +112,16 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
     validation_fraction, patience : early stopping of the boosters (inner split, rounds).
     worker : distinguishes processes tuning the same studies at once (their samplers get
         different seeds); see :func:`models.tuning.tune_learner`.
+    max_features : keep at most this many features, ranked by a screening LightGBM's gain on the
+        rows given to ``fit`` (:func:`models.selection.select_features`; constant columns are
+        always dropped). Inside :func:`nested_oof` each outer fold selects on its own training
+        rows, so the held-out labels never choose the columns. ``support_`` holds the indices.
     """
 
     def __init__(self, learners=LEARNER_NAMES, *, search_spaces=None, n_trials=8, timeout=None,
                  cv=3, meta="logistic", storage=None, study_prefix="", random_state=0,
-                 n_jobs=-1, model_threads=1, validation_fraction=0.2, patience=30, worker=0):
+                 n_jobs=-1, model_threads=1, validation_fraction=0.2, patience=30, worker=0,
+                 max_features=None):
         self.learners = learners
         self.search_spaces = search_spaces
         self.n_trials = n_trials
@@ -130,13 +136,13 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.worker = worker
+        self.max_features = max_features
 
     def fit(self, X, y, groups=None):
         """Tune, fit the meta-learner on OOF predictions, then refit the learners on all rows."""
         started = time.perf_counter()
-        X, y = validate_data(self, X, y, dtype=np.float32, ensure_all_finite="allow-nan")
-        self._check_settings(X, y)
-        y = y.astype(int)
+        X, y = self._selected(*validate_data(self, X, y, dtype=np.float32,
+                                             ensure_all_finite="allow-nan"))
         self.classes_ = np.array([0, 1])
         names = list(self.learners)
         splits = make_splits(y, groups, self.cv, self.random_state)
@@ -178,13 +184,19 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         For workers sharing a storage: a later :meth:`fit` on the same data finds the studies
         finished and runs no new trial.
         """
-        X, y = validate_data(self, X, y, dtype=np.float32, ensure_all_finite="allow-nan")
-        self._check_settings(X, y)
+        X, y = self._selected(*validate_data(self, X, y, dtype=np.float32,
+                                             ensure_all_finite="allow-nan"))
         names = list(self.learners)
         costs = {name: dict.fromkeys(_COST_KEYS, 0.0) for name in names}
-        self._tune(Parallel(n_jobs=self.n_jobs, backend="loky"), names, X, y.astype(int), groups,
-                   costs)
+        self._tune(Parallel(n_jobs=self.n_jobs, backend="loky"), names, X, y, groups, costs)
         return self
+
+    def _selected(self, X, y) -> tuple[np.ndarray, np.ndarray]:
+        """Check the data, choose ``support_`` on these rows; the chosen columns and int labels."""
+        self._check_settings(X, y)
+        y = y.astype(int)
+        self.support_ = select_features(X, y, self.max_features, seed=self.random_state)
+        return X[:, self.support_], y
 
     def _tune(self, parallel, names, X, y, groups, costs) -> None:
         """One study per learner; sets ``tuning_`` and ``best_params_``."""
@@ -222,6 +234,7 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         """Columns P(real), P(fake); with ``meta='rank_mean'`` the second column is a mean rank."""
         check_is_fitted(self, "meta_")
         X = validate_data(self, X, reset=False, dtype=np.float32, ensure_all_finite="allow-nan")
+        X = X[:, self.support_]
         base = np.column_stack([self.learners_[name].predict_positive(X)
                                 for name in self.learners])
         positive = self.meta_.predict(base)
@@ -287,13 +300,14 @@ def nested_oof(X, y, groups=None, *, outer_cv: int = 5, outer_folds=None, tune_o
             continue
         stack.fit(X[train], y[train], train_groups)
         predictions.loc[test, "fold"] = k
+        selected = X[test][:, stack.support_]
         for name in names:
-            predictions.loc[test, name] = stack.learners_[name].predict_positive(X[test])
+            predictions.loc[test, name] = stack.learners_[name].predict_positive(selected)
         predictions.loc[test, "stack"] = stack.predict_proba(X[test])[:, 1]
         folds.append({"fold": k, "n_train": int(len(train)), "n_test": int(len(test)),
                       "tuning": stack.tuning_, "meta": stack.meta_.as_dict(),
                       "n_rounds": {n: stack.learners_[n].n_rounds for n in names},
-                      "timings": stack.timings_})
+                      "n_features": int(len(stack.support_)), "timings": stack.timings_})
     return NestedOOF(predictions, folds)
 
 

@@ -40,8 +40,8 @@ OPTIONS = (
            "(default: meta.csv in the data root, if present)"),
     Option("folds", "number of cross-validation folds", type=int, default=5),
     Option("seed", "random seed", type=int, default=0),
-    Option("max_features", "lightgbm: keep at most this many features, ranked by LightGBM gain "
-           "inside each training fold (constant columns are always dropped)", type=int),
+    Option("max_features", "keep at most this many features, ranked by LightGBM gain inside "
+           "each training fold (constant columns are always dropped)", type=int),
     Option("model", "plain LightGBM, or the Optuna-tuned stack (LightGBM, XGBoost, "
            "HistGradientBoosting, logistic regression) evaluated by nested cross-validation",
            default="lightgbm", choices=("lightgbm", "stack")),
@@ -123,8 +123,6 @@ def family_of(feature: str) -> str:
 def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
     started = time.time()
     check_max_features(settings["max_features"])
-    if settings["max_features"] is not None and settings["model"] != "lightgbm":
-        raise ValueError("option --max-features applies to --model lightgbm only")
     originals, source_of = augmentation_sources(table.names)
     groups = read_groups(table, settings["group_column"], settings["metadata"]) \
         if settings["group_column"] else None
@@ -181,10 +179,14 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
         write_csv_atomic(path, [table.name_column, "target", "fold", "y_pred"],
                          [(safe_cell(n), t, f, f"{p:.6f}") for n, t, f, p in
                           zip(names_original, y_original, fold_ids, oof[originals])])
-    found = boosting.importances(fitted["explainer"], table.X[:, used], used_names)
+    # The stack reads whole rows (it selects its columns itself); importances name what the
+    # explaining model read.
+    explained = fitted.get("explained", used)
+    explained_names = [table.feature_names[j] for j in explained]
+    found = boosting.importances(fitted["explainer"], table.X[:, explained], explained_names)
     write_csv_atomic(out / "importance.csv", ["feature", "family", "gain", "mean_abs_contribution"],
                      [(n, family_of(n), f"{g:.6g}", f"{c:.6g}") for n, g, c in
-                      zip(used_names, found["gain"], found["mean_abs_contribution"])])
+                      zip(explained_names, found["gain"], found["mean_abs_contribution"])])
     errors = table.path.with_suffix(".errors.csv")
     if errors.is_file():
         shutil.copyfile(errors, out / "extract_errors.csv")
@@ -270,9 +272,14 @@ def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups) -> d
         save_stack(final, folder / "stack")
         return {"kind": "stack", "folder": "stack"}
 
-    explainer = final.learners_["lightgbm"].estimator if "lightgbm" in learners else \
-        boosting.fit_full(table.X, table.y, None, settings["seed"])
-    return {"oof": oof, "writer": writer, "explainer": explainer,
+    # Importances come from the stack's own LightGBM (on the columns the stack selected), or
+    # from a plain LightGBM when the stack has none.
+    explained = final.support_
+    if "lightgbm" in learners:
+        explainer = final.learners_["lightgbm"].estimator
+    else:
+        explainer = boosting.fit_full(table.X[:, explained], table.y, None, settings["seed"])
+    return {"oof": oof, "writer": writer, "explainer": explainer, "explained": explained,
             "settings": {"stack_params": {k: v for k, v in params.items() if k != "storage"},
                          "storage": storage if not settings["storage"] else "(user storage)",
                          "tuning_trials": trials,
@@ -285,7 +292,8 @@ def stack_params(settings: dict, storage: str) -> dict:
     """GradientBoostedStack parameters of a stack fit (and of its tuning workers)."""
     return {"n_trials": settings["n_trials"], "timeout": settings["timeout"],
             "cv": 3, "random_state": settings["seed"], "n_jobs": settings["n_jobs"],
-            "storage": storage, **(settings.get("stack") or {})}
+            "storage": storage, "max_features": settings["max_features"],
+            **(settings.get("stack") or {})}
 
 
 def stack_study_names(nested, final) -> set[str]:

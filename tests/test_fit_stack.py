@@ -33,11 +33,17 @@ def features(dataset, tmp_path):
     return root, out, fit_config
 
 
-def test_stack_fit_reports_every_learner_and_predicts(features, tmp_path):
+@pytest.mark.parametrize("cap", [[], ["--max-features", "4"]], ids=["all", "capped"])
+def test_stack_fit_reports_every_learner_and_predicts(features, tmp_path, cap):
     root, table, config = features
     run = tmp_path / "run"
     assert fit.main(["--features", str(table), "--out", str(run), "--model", "stack",
-                     "--config", str(config), "--n-trials", "2", "--folds", "3"]) == 0
+                     "--config", str(config), "--n-trials", "2", "--folds", "3", *cap]) == 0
+    importances = (run / "importance.csv").read_text().splitlines()[1:]
+    stack_manifest = json.loads((run / "model" / "stack" / "manifest.json").read_text())
+    assert len(importances) == len(stack_manifest["support"])
+    if cap:
+        assert len(stack_manifest["support"]) == 4
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["primary"] == "stack"
     assert set(metrics["oof"]) == {"stack", "lightgbm", "logistic"}

@@ -105,3 +105,25 @@ def test_loaded_stack_checks_its_input(fitted_stack, tmp_path):
     renamed = pd.DataFrame(np.zeros((3, 10)), columns=[f"other_{i}" for i in range(10)])
     with pytest.raises(ValueError, match="columns of X differ"):
         loaded.predict_proba(renamed)
+
+
+def test_a_stack_with_a_feature_cap_round_trips(training_data, tmp_path):
+    X, y = training_data
+    stack = GradientBoostedStack(learners=("lightgbm", "logistic"), search_spaces=SPACES,
+                                 n_trials=1, patience=5, n_jobs=1, max_features=4).fit(X, y)
+    save_stack(stack, tmp_path)
+    assert json.loads((tmp_path / "manifest.json").read_text())["support"] == \
+        stack.support_.tolist()
+    X_new = random_features(200, seed=3)
+    assert np.max(np.abs(load_stack(tmp_path).predict_proba(X_new)
+                         - stack.predict_proba(X_new))) <= 1e-9
+
+
+@pytest.mark.parametrize("support", [[], [0, 0], [2, 1], [0, 10], ["0"]])
+def test_an_invalid_support_is_refused(fitted_stack, tmp_path, support):
+    save_stack(fitted_stack, tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["support"] = support
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="support"):
+        load_stack(tmp_path)

@@ -114,3 +114,28 @@ def test_logistic_meta_combines_logits():
     meta = MetaLearner("logistic", coef=[1.0, 2.0], intercept=-1.0)
     # logit(0.5) = 0 and logit(0.75) = ln 3: 1*0 + 2*ln 3 - 1 -> probability 9 / (9 + e).
     assert meta.predict(np.array([[0.5, 0.75]])) == pytest.approx([9 / (9 + np.e)])
+
+
+def test_max_features_keeps_the_informative_columns_and_reads_whole_rows():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 40)).astype(np.float32)
+    X[:, 30:] = 1.0  # constant columns: never selected
+    y = (X[:, 3] + X[:, 17] - X[:, 25] + 0.3 * rng.normal(size=400) > 0).astype(int)
+    stack = GradientBoostedStack(learners=("logistic",), search_spaces=SPACES, n_trials=2,
+                                 n_jobs=1, max_features=5).fit(X, y)
+    assert len(stack.support_) == 5 and {3, 17, 25} <= set(stack.support_.tolist())
+    assert stack.support_.max() < 30
+    # Whole rows in; only the selected columns matter.
+    shuffled = X.copy()
+    unused = np.setdiff1d(np.arange(40), stack.support_)
+    shuffled[:, unused] = rng.normal(size=(400, unused.size))
+    np.testing.assert_array_equal(stack.predict_proba(shuffled), stack.predict_proba(X))
+    assert auc(y, stack.oof_predictions_["stack"]) > 0.9
+
+
+def test_without_a_cap_only_constant_columns_are_dropped():
+    X, y, _ = complementary_problem(n=200)
+    X = np.column_stack([X, np.zeros(len(X), np.float32)])
+    stack = GradientBoostedStack(learners=("logistic",), search_spaces=SPACES, n_trials=1,
+                                 n_jobs=1).fit(X, y)
+    np.testing.assert_array_equal(stack.support_, np.arange(12))
