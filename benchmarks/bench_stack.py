@@ -2,9 +2,10 @@
 
 Usage:
     python benchmarks/bench_stack.py FEATURES.parquet [--n-trials 50] [--cv 3] [--n-jobs -1]
+                                     [--max-features K]
     python benchmarks/bench_stack.py /tmp/synthetic.parquet --synthetic 2000 100 --n-trials 5
 
-The Parquet file has the columns img_name, target (1 = fake), then float32 features.
+The Parquet file has a target column (1 = fake) and float32 features named family__feature.
 ``--synthetic ROWS FEATURES`` first writes such a file (a noisy synthetic problem) to the path.
 Per learner it prints wall and CPU seconds of tuning, OOF predictions and refit (CPU seconds
 are what the work costs whatever else runs on the machine).
@@ -31,7 +32,8 @@ from models.stack import GradientBoostedStack  # noqa: E402
 def write_synthetic(path: Path, n_rows: int, n_features: int, seed: int = 0) -> None:
     X, y = make_classification(n_rows, n_features, n_informative=min(30, n_features // 2),
                                flip_y=0.05, random_state=seed)
-    frame = pd.DataFrame(X.astype(np.float32), columns=[f"f{i}" for i in range(n_features)])
+    frame = pd.DataFrame(X.astype(np.float32),
+                         columns=[f"synthetic__f{i}" for i in range(n_features)])
     frame.insert(0, "target", y)
     frame.insert(0, "img_name", [f"img_{i}.png" for i in range(n_rows)])
     frame.to_parquet(path, index=False)
@@ -47,6 +49,8 @@ def main(argv=None) -> None:
     parser.add_argument("--learners", nargs="+", default=list(LEARNER_NAMES))
     parser.add_argument("--meta", default="logistic")
     parser.add_argument("--storage", default=None, help="journal file or database URL")
+    parser.add_argument("--max-features", type=int, default=None,
+                        help="keep this many features, by a screening LightGBM's gain")
     parser.add_argument("--synthetic", type=int, nargs=2, metavar=("ROWS", "FEATURES"))
     args = parser.parse_args(argv)
 
@@ -54,15 +58,17 @@ def main(argv=None) -> None:
         write_synthetic(args.features, *args.synthetic)
     frame = pd.read_parquet(args.features)
     y = frame["target"].to_numpy().astype(int)
-    X = frame.drop(columns=["img_name", "target"]).to_numpy(dtype=np.float32)
+    X = frame[[c for c in frame.columns if "__" in c]].to_numpy(dtype=np.float32)
     print(f"data: {X.shape[0]} rows x {X.shape[1]} features, {y.mean():.1%} fake")
 
     stack = GradientBoostedStack(learners=tuple(args.learners), n_trials=args.n_trials,
                                  timeout=args.timeout, cv=args.cv, meta=args.meta,
-                                 storage=args.storage, n_jobs=args.n_jobs)
+                                 storage=args.storage, n_jobs=args.n_jobs,
+                                 max_features=args.max_features)
     start = time.perf_counter()
     stack.fit(X, y)
     total = time.perf_counter() - start
+    print(f"features used: {len(stack.support_)}")
 
     costs = stack.timings_["learners"]
     phases = [f"{phase}_{clock}" for phase in ("tune", "oof", "refit") for clock in ("wall", "cpu")]
