@@ -9,10 +9,11 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,6 +41,8 @@ OPTIONS = (
            "(default: meta.csv in the data root, if present)"),
     Option("folds", "number of cross-validation folds", type=int, default=5),
     Option("seed", "random seed", type=int, default=0),
+    Option("drop_features", "regular expression: feature columns whose names it matches "
+           "(re.search) are not used, e.g. 'cell_(2x2|4x4)' for no spatial pyramid"),
     Option("max_features", "keep at most this many features, ranked by LightGBM gain inside "
            "each training fold (constant columns are always dropped)", type=int),
     Option("model", "plain LightGBM, or the Optuna-tuned stack (LightGBM, XGBoost, "
@@ -116,6 +119,23 @@ def augmentation_sources(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(source_of == np.arange(len(names))), source_of
 
 
+def kept_columns(feature_names: list[str], drop_pattern: str | None) -> np.ndarray:
+    """Indices of the columns whose names ``drop_pattern`` does not match (all without one)."""
+    if not drop_pattern:
+        return np.arange(len(feature_names))
+    try:
+        pattern = re.compile(drop_pattern)
+    except re.error as error:
+        raise ValueError(f"option --drop-features: {drop_pattern!r} is not a valid regular "
+                         f"expression ({error})") from None
+    kept = np.array([j for j, name in enumerate(feature_names) if not pattern.search(name)],
+                    dtype=np.intp)
+    if kept.size == 0:
+        raise ValueError(f"option --drop-features: {drop_pattern!r} matches all "
+                         f"{len(feature_names)} feature columns")
+    return kept
+
+
 def family_of(feature: str) -> str:
     return feature.split("__", 1)[0]
 
@@ -129,14 +149,16 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
     plan = plan_folds(table.y[originals], None if groups is None else groups[originals],
                       settings["folds"], settings["seed"])
     plan = with_copies(plan, originals, source_of)
+    kept = kept_columns(table.feature_names, settings["drop_features"])
+    work = replace(table, X=table.X[:, kept], feature_names=[table.feature_names[j] for j in kept])
     if settings["tune_only"]:
-        return {"studies": tune_stack(table, settings, plan,
+        return {"studies": tune_stack(work, settings, plan,
                                       stack_groups(groups, source_of, originals))}
     out.mkdir(parents=True, exist_ok=True)
     if settings["model"] == "stack":
-        fitted = fit_stack(table, out, settings, plan, stack_groups(groups, source_of, originals))
+        fitted = fit_stack(work, out, settings, plan, stack_groups(groups, source_of, originals))
     else:
-        fitted = fit_lightgbm(table, settings, plan)
+        fitted = fit_lightgbm(work, settings, plan)
     y_original = table.y[originals]
     names_original = [table.names[i] for i in originals]
     fold_ids = plan.fold_ids(len(table.y))[originals]
@@ -152,6 +174,8 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
         "n_splits": plan.n_splits,
         "n_augmented_rows": int(len(table.names) - len(originals)),
         "group_column": settings["group_column"],
+        "drop_features": settings["drop_features"],
+        "n_extracted_features": len(table.feature_names),
         "seed": settings["seed"],
         **fitted["settings"],
         "features_file": str(table.path),
@@ -160,7 +184,8 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
         "extraction": table.meta.get("summary", {}),
         "versions": provenance.versions(),
     }
-    used = fitted.get("columns", np.arange(len(table.feature_names)))
+    # Indices into the extracted columns: the model reads `used`, importances explain `explained`.
+    used = kept[fitted.get("columns", np.arange(len(kept)))]
     used_names = [table.feature_names[j] for j in used]
     manifest = {
         "feature_names": table.feature_names,
@@ -181,7 +206,7 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
                           zip(names_original, y_original, fold_ids, oof[originals])])
     # The stack reads whole rows (it selects its columns itself); importances name what the
     # explaining model read.
-    explained = fitted.get("explained", used)
+    explained = kept[fitted["explained"]] if "explained" in fitted else used
     explained_names = [table.feature_names[j] for j in explained]
     found = boosting.importances(fitted["explainer"], table.X[:, explained], explained_names)
     write_csv_atomic(out / "importance.csv", ["feature", "family", "gain", "mean_abs_contribution"],
@@ -192,7 +217,7 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
         shutil.copyfile(errors, out / "extract_errors.csv")
     record = {"primary": primary, "oof": summaries, "warnings": warnings, "run": run}
     if settings["ablation"]:
-        record["ablation"] = family_ablation(table, plan, originals, settings)
+        record["ablation"] = family_ablation(work, plan, originals, settings)
     run["seconds"] = round(time.time() - started, 3)
     write_text_atomic(out / "metrics.json", json.dumps(record, indent=2))
     from pipelines.report import build_report

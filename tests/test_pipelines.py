@@ -168,6 +168,47 @@ def test_max_features_bundle_predicts_on_files_as_the_fitted_model(dataset, tmp_
     np.testing.assert_allclose([scores[n] for n in table.names], expected, atol=5e-7)
 
 
+def test_dropped_features_are_never_read_and_predict_still_checks_the_full_list(dataset,
+                                                                                 tmp_path):
+    from models import boosting
+
+    root, config, _ = dataset
+    features = tmp_path / "features.parquet"
+    assert run_extract(root, config, features) == 0
+    table = fit.load_feature_table(features)
+    dropped = [n for n in table.feature_names if "bin_1" in n]
+    assert 0 < len(dropped) < len(table.feature_names)
+    run = tmp_path / "run"
+    assert fit.main(["--features", str(features), "--out", str(run), "--folds", "2",
+                     "--drop-features", "bin_1"]) == 0
+    manifest = json.loads((run / "model" / "manifest.json").read_text())
+    kept = [j for j, n in enumerate(table.feature_names) if n not in dropped]
+    assert manifest["feature_names"] == table.feature_names
+    assert manifest["model_features"] == [table.feature_names[j] for j in kept]
+    submission = tmp_path / "submission.csv"
+    assert predict.main(["--model", str(run), "--data-root", str(root), "--out", str(submission),
+                         "--n-jobs", "1"]) == 0
+    with open(submission) as handle:
+        scores = {r["img_name"]: float(r["y_pred"]) for r in csv.DictReader(handle)}
+    model = boosting.fit_full(table.X[:, kept], table.y, {}, 0)
+    np.testing.assert_allclose([scores[n] for n in table.names],
+                               model.predict_proba(table.X[:, kept])[:, 1], atol=5e-7)
+
+
+@pytest.mark.parametrize("pattern, message", [("(", "not a valid regular expression"),
+                                              ("__", "matches all")])
+def test_invalid_drop_features_is_an_error_naming_the_option(dataset, tmp_path, capsys, pattern,
+                                                             message):
+    root, config, _ = dataset
+    features = tmp_path / "features.parquet"
+    assert run_extract(root, config, features) == 0
+    assert fit.main(["--features", str(features), "--out", str(tmp_path / "run"),
+                     "--drop-features", pattern]) == 2
+    err = capsys.readouterr().err
+    assert "option --drop-features" in err and message in err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("source", ["cli", "config"])
 def test_invalid_max_features_is_an_error_naming_the_option(dataset, tmp_path, capsys, source):
     root, config, _ = dataset
