@@ -29,7 +29,8 @@ import pandas as pd  # noqa: E402
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from features import lfcc, ltas, mfcc, modulation, prosody, spectral  # noqa: E402,F401
+from features import (  # noqa: E402,F401
+    fine_structure, lfcc, ltas, mfcc, modulation, prosody, spectral)
 from features.audio_context import AudioContext  # noqa: E402
 from features.audio_decode import decode_audio  # noqa: E402
 from features.registry import REGISTRY, load_preset  # noqa: E402

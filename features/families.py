@@ -5,4 +5,4 @@ from features import layout  # noqa: F401
 # Audio-video clips.
 from features import clip  # noqa: F401
 # Audio families.
-from features import mfcc, lfcc, spectral, prosody, ltas, modulation  # noqa: F401
+from features import mfcc, lfcc, spectral, prosody, ltas, modulation, fine_structure  # noqa: F401
