@@ -139,3 +139,38 @@ def test_without_a_cap_only_constant_columns_are_dropped():
     stack = GradientBoostedStack(learners=("logistic",), search_spaces=SPACES, n_trials=1,
                                  n_jobs=1).fit(X, y)
     np.testing.assert_array_equal(stack.support_, np.arange(12))
+
+
+def test_nonnegative_logistic_is_scikit_learns_when_the_weights_come_out_positive():
+    from sklearn.linear_model import LogisticRegression
+
+    from models.stack import nonnegative_logistic
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    Z = np.column_stack([y + rng.normal(size=500), 0.5 * y + rng.normal(size=500)])
+    coef, intercept = nonnegative_logistic(Z, y, C=1.0)
+    reference = LogisticRegression(C=1.0, tol=1e-10, max_iter=10000).fit(Z, y)
+    np.testing.assert_allclose(coef, reference.coef_[0], atol=1e-4)
+    assert abs(intercept - reference.intercept_[0]) < 1e-4
+
+
+def test_nonnegative_logistic_gives_a_misleading_learner_zero_weight():
+    from models.stack import nonnegative_logistic
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 500)
+    Z = np.column_stack([y + rng.normal(size=500), -y + rng.normal(size=500)])
+    coef, _ = nonnegative_logistic(Z, y)
+    assert coef[0] > 0.5 and coef[1] == 0.0
+
+
+def test_auto_meta_prefers_weighting_when_one_learner_is_noise():
+    from models.stack import choose_meta
+    from models.tuning import make_splits
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 600)
+    signal = 1 / (1 + np.exp(-(2 * y - 1 + 0.8 * rng.normal(size=600))))
+    oof = np.column_stack([signal, rng.random(600)])
+    kind, stacked = choose_meta("auto", oof, y, make_splits(y, None, 3, 0))
+    assert kind == "logistic"
+    assert auc(y, stacked) > auc(y, oof.mean(axis=1))
+    assert choose_meta("rank_mean", oof, y, make_splits(y, None, 3, 0))[0] == "rank_mean"
