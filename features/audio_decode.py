@@ -18,8 +18,9 @@ yields a finite signal.
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 import av
 import numpy as np
@@ -65,12 +66,8 @@ def decode_audio(source: Source, *, sample_rate: int = DEFAULT_SAMPLE_RATE,
         none left after resampling), and streams whose sample rate changes midway.
     """
     name = str(source) if isinstance(source, (str, Path)) else "<bytes>"
-    try:
+    with pyav_errors_as(AudioDecodeError, f"{name}: cannot decode audio"):
         native_rate, blocks = _decode_native(_open_argument(source), name, max_seconds)
-    except AudioDecodeError:
-        raise
-    except (av.FFmpegError, OSError, ValueError, EOFError) as error:
-        raise AudioDecodeError(f"{name}: cannot decode audio ({error})") from error
     if not blocks:
         raise AudioDecodeError(f"{name}: the audio stream decoded to no sample")
     mono = np.concatenate(blocks)
@@ -82,6 +79,18 @@ def decode_audio(source: Source, *, sample_rate: int = DEFAULT_SAMPLE_RATE,
     if not mono.size:
         raise AudioDecodeError(f"{name}: too short to give one sample at {sample_rate} Hz")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+@contextmanager
+def pyav_errors_as(error_type: type[ValueError], message: str) -> Iterator[None]:
+    """Re-raise what PyAV, the OS or a malformed stream raise in the block as ``error_type``
+    with ``message`` (and the cause); errors already of ``error_type`` pass unchanged."""
+    try:
+        yield
+    except error_type:
+        raise
+    except (av.FFmpegError, OSError, ValueError, EOFError) as error:
+        raise error_type(f"{message} ({error})") from error
 
 
 def _open_argument(source: Source) -> str | BinaryIO:

@@ -105,11 +105,10 @@ def load_clip(path: str, *, n_frames: int, sample_rate: int = DEFAULT_SAMPLE_RAT
 
 
 @dataclass(frozen=True)
-class FrameFamily:
-    """An image family computed on every face crop of a clip and aggregated over the frames."""
+class _ClipAdapter:
+    """A registered family run on a ``ClipContext``: same name and column names."""
 
     family: Family
-    margin: float
 
     @property
     def name(self) -> str:
@@ -117,6 +116,13 @@ class FrameFamily:
 
     def column_names(self, keys: Iterable[str]) -> list[str]:
         return self.family.column_names(keys)
+
+
+@dataclass(frozen=True)
+class FrameFamily(_ClipAdapter):
+    """An image family computed on every face crop of a clip and aggregated over the frames."""
+
+    margin: float
 
     def function(self, ctx: ClipContext, **params: Any) -> dict[str, float]:
         rows = [self.family.function(crop, **params) for crop in ctx.crops(self.margin)]
@@ -131,17 +137,8 @@ class FrameFamily:
 
 
 @dataclass(frozen=True)
-class TrackFamily:
+class TrackFamily(_ClipAdapter):
     """An audio family computed on the audio track of a clip."""
-
-    family: Family
-
-    @property
-    def name(self) -> str:
-        return self.family.name
-
-    def column_names(self, keys: Iterable[str]) -> list[str]:
-        return self.family.column_names(keys)
 
     def function(self, ctx: ClipContext, **params: Any) -> dict[str, float]:
         if ctx.audio is None:

@@ -123,7 +123,7 @@ def colour(ctx, *, percentiles: Sequence[float] = (5, 25, 50, 75, 95),
     Cues", ICIP 2019 (arXiv:1812.08247, "Detecting GAN-generated imagery using color cues", 2018).
     """
     _check_params(percentiles, clip_margins)
-    planes = cv2.split(ctx.rgb)
+    planes = ctx.rgb_planes
     brightest, darkest = ctx.rgb_extremes
     # 8-bit HSV saturation round(255 (max - min) / max); cv2.divide gives 0 where max = 0.
     saturation = byte_histogram(cv2.divide(cv2.subtract(brightest, darkest), brightest, scale=255))

@@ -42,9 +42,14 @@ class ImageContext:
         return cv2.cvtColor(self.rgb, cv2.COLOR_RGB2YCrCb)
 
     @cached_property
+    def rgb_planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """uint8 (H, W) contiguous R, G and B planes."""
+        return tuple(cv2.split(self.rgb))
+
+    @cached_property
     def rgb_extremes(self) -> tuple[np.ndarray, np.ndarray]:
         """uint8 (H, W) per-pixel max(R, G, B) and min(R, G, B)."""
-        red, green, blue = cv2.split(self.rgb)
+        red, green, blue = self.rgb_planes
         return cv2.max(cv2.max(red, green), blue), cv2.min(cv2.min(red, green), blue)
 
     @cached_property
@@ -75,7 +80,7 @@ class ImageContext:
             plane = cv2.extractChannel(self.ycrcb8, {"y": 0, "cr": 1, "cb": 2}[name])
             return plane.astype(np.float32)
         if name in ("r", "g", "b"):
-            return cv2.extractChannel(self.rgb, ("r", "g", "b").index(name)).astype(np.float32)
+            return self.rgb_planes[("r", "g", "b").index(name)].astype(np.float32)
         if name == "h":
             return np.ascontiguousarray(self.hsv[..., 0])
         brightest, darkest = self.rgb_extremes

@@ -12,6 +12,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from features.audio_decode import pyav_errors_as
+
 
 
 class VideoDecodeError(ValueError):
@@ -39,16 +41,12 @@ def sample_frames(path: str | Path, k: int = 8) -> list[np.ndarray]:
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     path = _checked(path)
-    try:
+    with pyav_errors_as(VideoDecodeError, f"{path}: cannot decode video"):
         count = _count_video_packets(path)
         if count == 0:
             raise VideoDecodeError(f"{path}: the video stream has no frame")
         wanted = ((np.arange(k) + 0.5) * count / k).astype(int)
         frames = _decode_indices(path, wanted)
-    except VideoDecodeError:
-        raise
-    except (av.FFmpegError, OSError, ValueError, EOFError) as error:
-        raise VideoDecodeError(f"{path}: cannot decode video ({error})") from error
     if not frames:
         raise VideoDecodeError(f"{path}: the video stream decoded to no frame")
     # The packet count can exceed the decodable frames (a truncated file): reuse the last one.

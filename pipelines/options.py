@@ -73,17 +73,16 @@ def resolve(args: argparse.Namespace, section: str, options: Sequence[Option],
 
 def _coerce(option: Option, value: Any) -> Any:
     """A config file's value as the option's type, or an error naming the option."""
-    exact = not isinstance(value, bool) and (
-        isinstance(value, str) or option.type is float and isinstance(value, (int, float))
-        or isinstance(value, int) or isinstance(value, float) and value.is_integer())
+    wrong = OptionError(f"option --{option.name.replace('_', '-')} (config key {option.name!r}): "
+                        f"{value!r} is not a valid {option.type.__name__}")
+    # YAML gives bools, lists and mappings as such; an int option takes no fractional float.
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or (
+            option.type is int and isinstance(value, float) and not value.is_integer()):
+        raise wrong
     try:
-        if not exact:
-            raise ValueError
         return option.type(value)
-    except (TypeError, ValueError):
-        raise OptionError(f"option --{option.name.replace('_', '-')} (config key "
-                          f"{option.name!r}): {value!r} is not a valid {option.type.__name__}"
-                          ) from None
+    except ValueError:
+        raise wrong from None
 
 
 def read_config_section(path: Path, section: str, options: Sequence[Option]) -> dict[str, Any]:
