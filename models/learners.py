@@ -50,6 +50,22 @@ LIGHTGBM_EXTRA_PARAMS = frozenset({"max_bin", "extra_trees", "path_smooth",
 ROUNDS_PARAM = {"lightgbm": "n_estimators", "xgboost": "n_estimators", "histgb": "max_iter"}
 
 
+class UnweightedBinningHistGB(HistGradientBoostingClassifier):
+    """HistGradientBoostingClassifier whose bin edges ignore the sample weights.
+
+    scikit-learn 1.9 places the bin edges at weighted quantiles, one ``_weighted_percentile``
+    call per edge and feature: with ``class_weight='balanced'`` that binning took 18 s of a 19 s
+    fit on 900 rows x 1,000 features (against 0.3 s unweighted), and made this learner 74% of a
+    stack's tuning time. Balanced class weights take only two values, so weighting the edges
+    buys nothing; the edges are the unweighted quantiles, as in LightGBM and scikit-learn < 1.9.
+    The weights still enter the gradients and hessians, which is what balances the classes.
+    (Upstream speeds the weighted path up in scikit-learn PR #34248.)
+    """
+
+    def _bin_data(self, X, sample_weight, is_training_data):
+        return super()._bin_data(X, None, is_training_data)
+
+
 @dataclass(frozen=True)
 class EarlyStopping:
     """How boosters find their number of rounds: inner validation share and patience in rounds."""
@@ -105,8 +121,8 @@ def make_estimator(name: str, params: dict, *, positive_weight: float, random_st
     if name == "histgb":
         stopping = ({"early_stopping": True, "n_iter_no_change": patience, "scoring": "loss"}
                     if patience else {"early_stopping": False})
-        return HistGradientBoostingClassifier(**params, **stopping, class_weight="balanced",
-                                              random_state=random_state)
+        return UnweightedBinningHistGB(**params, **stopping, class_weight="balanced",
+                                       random_state=random_state)
     return Pipeline([
         # keep_empty_features: an all-NaN column stays (as 0) so the column layout never changes.
         ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),

@@ -1,6 +1,7 @@
 """Base learners: imbalance weights, early stopping then refit, median imputation, inner splits."""
 import numpy as np
 import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier
 
 from models.learners import (BOOSTERS, fit_learner, inner_validation_split, make_estimator,
                              tunable_params)
@@ -47,6 +48,20 @@ def test_class_imbalance_is_reweighted():
     assert fit_learner("histgb", SMALL["histgb"], X, y).estimator.class_weight == "balanced"
     logistic = fit_learner("logistic", {"C": 1.0}, X, y).estimator
     assert logistic.named_steps["logistic"].class_weight == "balanced"
+
+
+def test_histgb_bins_ignore_the_class_weights_but_the_gradients_do_not():
+    X, y = imbalanced_data(n_negatives=300, n_positives=30, signal=0.0)  # 10 to 1, no signal
+    X[:30, 1] = np.linspace(100, 130, 30)  # the negatives' outliers: weighted edges would move
+    params = {"max_iter": 3, "learning_rate": 0.1, "max_leaf_nodes": 7, "max_bins": 15}
+    weighted = make_estimator("histgb", params, positive_weight=10.0).fit(X, y)
+    plain = HistGradientBoostingClassifier(**params, early_stopping=False).fit(X, y)
+    for edges, expected in zip(weighted._bin_mapper.bin_thresholds_,
+                               plain._bin_mapper.bin_thresholds_):
+        np.testing.assert_array_equal(edges, expected)
+    # Balanced weights: the mean predicted probability sits near 1/2, not at the 1/11 base rate.
+    assert weighted.predict_proba(X)[:, 1].mean() > 0.4
+    assert plain.predict_proba(X)[:, 1].mean() < 0.15
 
 
 @pytest.mark.parametrize("name", BOOSTERS)
