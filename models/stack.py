@@ -11,9 +11,13 @@ Networks, 1992; the constraint is Breiman's, "Stacked regressions", Machine Lear
 learners predict the same target, so a negative weight only fits noise in their differences);
 ``"rank_mean"`` averages each learner's rank, read as the fraction of OOF scores below a
 probability (piecewise-linear between the OOF scores, so one row is scored without needing a
-batch), which only uses the ordering of each learner. ``"auto"`` (the default) fits both and keeps
-the one whose cross-validated OOF AUC is higher: averaging is the safer combiner on a few hundred
-rows, weighting pays when learners differ in strength.
+batch), which only uses the ordering of each learner. ``"best"`` passes on the probability of the
+learner with the highest OOF AUC (the "discrete" Super Learner of M. J. van der Laan, E. C. Polley,
+A. E. Hubbard, "Super Learner", Statistical Applications in Genetics and Molecular Biology, 2007).
+``"auto"`` (the default) fits all three and keeps the one whose cross-validated OOF AUC is highest
+(the Super Learner's choice by cross-validated risk): averaging is the safer combiner on a few
+hundred rows, weighting pays when learners differ in strength, and when one learner dominates
+the others only add noise.
 
 The OOF predictions kept in ``oof_predictions_`` are mildly optimistic because the
 hyperparameters were chosen on the same folds; :func:`nested_oof` gives the honest estimate by
@@ -41,7 +45,7 @@ from models.metrics import auc
 from models.selection import select_features
 from models.tuning import load_search_spaces, make_splits, tune_learner
 
-META_KINDS = ("logistic", "rank_mean")
+META_KINDS = ("logistic", "rank_mean", "best")
 META_CHOICES = (*META_KINDS, "auto")
 # Inverse L2 strength of the logistic meta-learner, as scikit-learn's C.
 META_C = 1.0
@@ -58,10 +62,13 @@ class MetaLearner:
     knots: list[list[list[float]]] = field(default_factory=list)
 
     def predict(self, base_probabilities: np.ndarray) -> np.ndarray:
-        """Stack probability (logistic) or mean rank (rank_mean) from one column per learner."""
+        """Stack probability (logistic), mean rank (rank_mean) or the chosen learner's probability
+        (best: ``coef`` is one-hot) from one column per learner."""
         if self.kind == "logistic":
             return expit(logit_features(base_probabilities) @ np.asarray(self.coef)
                          + self.intercept)
+        if self.kind == "best":
+            return np.asarray(base_probabilities, dtype=np.float64) @ np.asarray(self.coef)
         ranks = [np.interp(base_probabilities[:, j], x, r) for j, (x, r) in enumerate(self.knots)]
         return np.mean(ranks, axis=0)
 
@@ -82,6 +89,9 @@ def fit_meta(kind: str, oof_probabilities: np.ndarray, y) -> MetaLearner:
         return MetaLearner(kind, coef=coef.tolist(), intercept=intercept)
     if kind == "rank_mean":
         return MetaLearner(kind, knots=[rank_knots(column) for column in oof_probabilities.T])
+    if kind == "best":
+        scores = [auc(y, column) for column in oof_probabilities.T]
+        return MetaLearner(kind, coef=np.eye(len(scores))[int(np.argmax(scores))].tolist())
     raise ValueError(f"unknown meta-learner {kind!r}; choose one of {META_KINDS}")
 
 
@@ -132,8 +142,8 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
     n_trials : finished Optuna trials wanted per learner (a resumed study only runs the rest).
     timeout : seconds allowed to each learner's tuning (None = no limit).
     cv : folds used both for tuning and for the OOF predictions of the meta-learner.
-    meta : ``"auto"``, ``"logistic"`` or ``"rank_mean"`` (module docstring); ``meta_.kind`` is
-        the one used.
+    meta : ``"auto"``, ``"logistic"``, ``"rank_mean"`` or ``"best"`` (module docstring);
+        ``meta_.kind`` is the one used.
     storage : Optuna storage (journal file path or database URL); None = in memory.
     study_prefix : prefix of the study names (the study of a learner is ``prefix + name``).
     random_state : seed of folds, samplers and models.
@@ -351,7 +361,7 @@ def _fit_predict(name, params, X, y, groups, train, test, **fit_settings) -> np.
 def choose_meta(meta: str, oof: np.ndarray, y, splits) -> tuple[str, np.ndarray]:
     """The meta-learner kind to use and its cross-validated stack OOF predictions.
 
-    ``"auto"`` keeps the kind of ``META_KINDS`` with the higher OOF AUC (ties: the first).
+    ``"auto"`` keeps the kind of ``META_KINDS`` with the highest OOF AUC (ties: the first).
     """
     kinds = META_KINDS if meta == "auto" else (meta,)
     stacked = {kind: _cross_validated_meta(kind, oof, y, splits) for kind in kinds}

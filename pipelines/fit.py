@@ -32,6 +32,11 @@ from pipelines.outputs import safe_cell, write_csv_atomic
 
 log = logging.getLogger("pipelines.fit")
 
+# The stack's default feature cap: its four learners are tuned in every outer fold, and a cap
+# keeps a default `fit --model stack` on a few thousand rows near ten minutes on two cores (each
+# learner's cost grows with the columns; HistGradientBoosting bins and scans every one).
+STACK_MAX_FEATURES = 500
+
 OPTIONS = (
     Option("features", "feature table written by pipelines.extract",
            default="reports/features.parquet"),
@@ -44,7 +49,8 @@ OPTIONS = (
     Option("drop_features", "regular expression: feature columns whose names it matches "
            "(re.search) are not used, e.g. 'cell_(2x2|4x4)' for no spatial pyramid"),
     Option("max_features", "keep at most this many features, ranked by LightGBM gain inside "
-           "each training fold (constant columns are always dropped)", type=int),
+           "each training fold (constant columns are always dropped; default: all for "
+           f"lightgbm, {STACK_MAX_FEATURES} for the stack)", type=int),
     Option("model", "plain LightGBM, or the Optuna-tuned stack (LightGBM, XGBoost, "
            "HistGradientBoosting, logistic regression) evaluated by nested cross-validation",
            default="lightgbm", choices=("lightgbm", "stack")),
@@ -317,7 +323,7 @@ def stack_params(settings: dict, storage: str) -> dict:
     """GradientBoostedStack parameters of a stack fit (and of its tuning workers)."""
     return {"n_trials": settings["n_trials"], "timeout": settings["timeout"],
             "cv": 3, "random_state": settings["seed"], "n_jobs": settings["n_jobs"],
-            "storage": storage, "max_features": settings["max_features"],
+            "storage": storage, "max_features": settings["max_features"] or STACK_MAX_FEATURES,
             **(settings.get("stack") or {})}
 
 

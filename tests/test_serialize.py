@@ -38,7 +38,7 @@ def training_data():
     return X, y
 
 
-@pytest.fixture(scope="module", params=["logistic", "rank_mean"])
+@pytest.fixture(scope="module", params=["logistic", "rank_mean", "best"])
 def fitted_stack(request, training_data):
     X, y = training_data
     columns = [f"family__feature_{i}" for i in range(X.shape[1])]

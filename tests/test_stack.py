@@ -116,6 +116,29 @@ def test_logistic_meta_combines_logits():
     assert meta.predict(np.array([[0.5, 0.75]])) == pytest.approx([9 / (9 + np.e)])
 
 
+def test_best_meta_passes_on_the_learner_with_the_highest_auc():
+    from models.stack import fit_meta
+    y = np.array([0, 0, 1, 1])
+    # Column 0 orders the rows perfectly (AUC 1), column 1 half wrong (AUC 0.5).
+    oof = np.array([[0.1, 0.9], [0.2, 0.2], [0.8, 0.1], [0.9, 0.8]])
+    meta = fit_meta("best", oof, y)
+    assert meta.coef == [1.0, 0.0]
+    np.testing.assert_array_equal(meta.predict(np.array([[0.3, 0.6], [0.7, 0.4]])), [0.3, 0.7])
+
+
+def test_auto_meta_keeps_the_best_learner_when_the_others_are_noise():
+    from models.stack import choose_meta
+    from models.tuning import make_splits
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 900)
+    # Any weight the logistic gives the two noise learners only blurs the strong one.
+    oof = 1 / (1 + np.exp(-np.column_stack([y + 0.6 * rng.normal(size=900),
+                                             rng.normal(size=900), rng.normal(size=900)])))
+    kind, stacked = choose_meta("auto", oof, y, make_splits(y, None, 3, 0))
+    assert kind == "best"
+    np.testing.assert_array_equal(stacked, oof[:, 0])
+
+
 def test_max_features_keeps_the_informative_columns_and_reads_whole_rows():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 40)).astype(np.float32)
@@ -163,14 +186,18 @@ def test_nonnegative_logistic_gives_a_misleading_learner_zero_weight():
     assert coef[0] > 0.5 and coef[1] == 0.0
 
 
-def test_auto_meta_prefers_weighting_when_one_learner_is_noise():
+def test_auto_meta_prefers_weighting_when_learners_differ_in_strength():
     from models.stack import choose_meta
     from models.tuning import make_splits
     rng = np.random.default_rng(2)
-    y = rng.integers(0, 2, 600)
-    signal = 1 / (1 + np.exp(-(2 * y - 1 + 0.8 * rng.normal(size=600))))
-    oof = np.column_stack([signal, rng.random(600)])
+    y = rng.integers(0, 2, 900)
+    # A strong learner, a weaker one with its own errors, and noise: weighting adds the weaker
+    # learner's information (beats the best alone) and leaves out the noise (beats averaging).
+    oof = 1 / (1 + np.exp(-np.column_stack([y + 0.8 * rng.normal(size=900),
+                                             y + 1.6 * rng.normal(size=900),
+                                             rng.normal(size=900)])))
     kind, stacked = choose_meta("auto", oof, y, make_splits(y, None, 3, 0))
     assert kind == "logistic"
+    assert auc(y, stacked) > auc(y, oof[:, 0])
     assert auc(y, stacked) > auc(y, oof.mean(axis=1))
     assert choose_meta("rank_mean", oof, y, make_splits(y, None, 3, 0))[0] == "rank_mean"
