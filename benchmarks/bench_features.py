@@ -20,7 +20,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from features.context import ImageContext  # noqa: E402
-from features.extractor import FeatureExtractor  # noqa: E402
+from features.extractor import FeatureExtractor, reuse_freed_memory  # noqa: E402
 from features.image_decode import decode_image  # noqa: E402
 from features.registry import FeatureConfig, families  # noqa: E402
 
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["minimal", "default", "full"])
     args = parser.parse_args()
     cv2.setNumThreads(1)
+    reuse_freed_memory()  # as every extraction worker does
     paths = sorted(args.images.rglob("*.jpg"))[: args.n]
     if not paths:
         raise SystemExit(f"no JPEG under {args.images}")

@@ -6,6 +6,7 @@ and per-file error capture, and is what parallel workers run on a chunk of files
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 from functools import lru_cache
 from pathlib import Path
@@ -128,6 +129,31 @@ def loader_options(config: FeatureConfig, options: dict) -> dict:
     return options
 
 
+# glibc mallopt parameters (malloc.h) and the values extraction uses.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 64 << 20
+TRIM_THRESHOLD_BYTES = 256 << 20
+
+
+@lru_cache(maxsize=1)
+def reuse_freed_memory() -> bool:
+    """Make glibc's malloc keep freed image-sized blocks for reuse in this process.
+
+    Families allocate and free many image-sized temporaries (a 512x512 float32 plane is 1 MiB).
+    With glibc's defaults such blocks are often returned to the system on free (mmap'ed blocks,
+    trimmed heap tops), and the next allocation page-faults on every first write: 6.5-11 ms of
+    system time per 512x512 image for the default preset, against 23 ms of computation. Blocks
+    below 64 MiB now come from the heap, and up to 256 MiB of free heap top is kept, per process.
+    Called once per worker by :func:`extract_files`; True when set, False off glibc (no-op).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+                and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+
+
 def extract_files(paths: Sequence[str | Path], config: FeatureConfig,
                   options: dict | None = None, steps: Sequence | None = None,
                   ) -> tuple[np.ndarray, list[str | None]]:
@@ -138,6 +164,7 @@ def extract_files(paths: Sequence[str | Path], config: FeatureConfig,
     Returns the array (len(paths), n_features) and, per file, None or the error message
     (decoding errors; a family failure is reported but keeps the row).
     """
+    reuse_freed_memory()
     options = loader_options(config, options or {})
     extractor = cached_extractor(config)
     loader = LOADERS[config.modality]
