@@ -104,6 +104,23 @@ def delong_auc_variance(y_true, y_score) -> tuple[float, float]:
     areas under correlated receiver operating characteristic curves", IEEE Signal Processing
     Letters, 2014.
     """
+    v10, v01 = delong_components(y_true, y_score)
+    return float(np.mean(v10)), _components_variance(v10, v01)
+
+
+def delong_difference(y_true, score_a, score_b) -> tuple[float, float]:
+    """AUC(a) - AUC(b) of two scores of the same rows, and the DeLong variance of the difference.
+
+    The difference of the structural components of the two scores, row by row, gives the
+    variance of the paired difference (DeLong et al. 1988, as in :func:`delong_auc_variance`).
+    """
+    a10, a01 = delong_components(y_true, score_a)
+    b10, b01 = delong_components(y_true, score_b)
+    return float(np.mean(a10) - np.mean(b10)), _components_variance(a10 - b10, a01 - b01)
+
+
+def delong_components(y_true, y_score) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's structural components V10 (per positive) and V01 (per negative), from midranks."""
     y_true, y_score = _check(y_true, y_score)
     positives, negatives = y_score[y_true == 1], y_score[y_true == 0]
     m, n = len(positives), len(negatives)
@@ -112,7 +129,11 @@ def delong_auc_variance(y_true, y_score) -> tuple[float, float]:
     combined_ranks = rankdata(np.concatenate([positives, negatives]))
     v10 = (combined_ranks[:m] - rankdata(positives)) / n
     v01 = 1.0 - (combined_ranks[m:] - rankdata(negatives)) / m
-    return float(np.mean(v10)), float(np.var(v10, ddof=1) / m + np.var(v01, ddof=1) / n)
+    return v10, v01
+
+
+def _components_variance(v10: np.ndarray, v01: np.ndarray) -> float:
+    return float(np.var(v10, ddof=1) / len(v10) + np.var(v01, ddof=1) / len(v01))
 
 
 def auc_ci(y_true, y_score, confidence: float = 0.95) -> dict:

@@ -1,9 +1,12 @@
 """A stack of tuned gradient-boosted learners and a logistic regression, and its honest evaluation.
 
 ``GradientBoostedStack.fit`` (1) tunes each base learner with its own Optuna study
-(:mod:`models.tuning`), (2) builds out-of-fold (OOF) predictions of the tuned learners on the same
-cross-validation folds, never predicting a row with a model that saw it, (3) fits the
-meta-learner on those OOF predictions, (4) refits every base learner on all rows.
+(:mod:`models.tuning`), (2) builds out-of-fold (OOF) predictions of the tuned learners, never
+predicting a row with a model that saw it, (3) fits the meta-learner on those OOF predictions,
+(4) refits every base learner on all rows. The OOF folds are a fresh partition, not the tuning
+folds, and each chooses its own columns (:meth:`GradientBoostedStack._out_of_fold`): the
+meta-learner should judge each learner on rows that chose neither its hyperparameters' lucky
+splits nor its columns.
 
 Meta-learners: ``"logistic"`` is a logistic regression on the logits of the base probabilities
 with non-negative weights (stacked generalisation, D. H. Wolpert, "Stacked generalization", Neural
@@ -14,13 +17,13 @@ probability (piecewise-linear between the OOF scores, so one row is scored witho
 batch), which only uses the ordering of each learner. ``"best"`` passes on the probability of the
 learner with the highest OOF AUC (the "discrete" Super Learner of M. J. van der Laan, E. C. Polley,
 A. E. Hubbard, "Super Learner", Statistical Applications in Genetics and Molecular Biology, 2007).
-``"auto"`` (the default) fits all three and keeps the one whose cross-validated OOF AUC is highest
-(the Super Learner's choice by cross-validated risk): averaging is the safer combiner on a few
-hundred rows, weighting pays when learners differ in strength, and when one learner dominates
-the others only add noise.
+``"auto"`` (the default) fits all three and keeps rank averaging unless weighting or the best
+learner beats it clearly on cross-validated OOF AUC (:func:`choose_meta`): averaging is the safer
+combiner on a few hundred rows, weighting pays when learners differ in strength, and when one
+learner dominates the others only add noise.
 
 The OOF predictions kept in ``oof_predictions_`` are mildly optimistic because the
-hyperparameters were chosen on the same folds; :func:`nested_oof` gives the honest estimate by
+hyperparameters were chosen on the same rows; :func:`nested_oof` gives the honest estimate by
 repeating the whole fit inside outer folds.
 
 Parallelism: ``n_jobs`` worker processes (joblib/loky; -1 = all cores) run learners (tuning,
@@ -41,14 +44,18 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from models.learners import LEARNER_NAMES, EarlyStopping, check_learner_name, fit_learner
-from models.metrics import auc
+from models.metrics import auc, delong_difference
 from models.selection import select_features
 from models.tuning import load_search_spaces, make_splits, tune_learner
 
 META_KINDS = ("logistic", "rank_mean", "best")
+# What ``auto`` keeps unless another combiner is clearly better: it fits no weights.
+SAFE_META = "rank_mean"
 META_CHOICES = (*META_KINDS, "auto")
 # Inverse L2 strength of the logistic meta-learner, as scikit-learn's C.
 META_C = 1.0
+# The OOF partition's seed is the tuning folds' seed plus this: another partition of the rows.
+OOF_SEED_OFFSET = 1
 # Probabilities are clipped before the logit so a saturated learner gives a finite feature.
 PROBABILITY_CLIP = 1e-12
 
@@ -141,7 +148,7 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
     search_spaces : YAML path or dict of search spaces; None = ``configs/search_spaces.yaml``.
     n_trials : finished Optuna trials wanted per learner (a resumed study only runs the rest).
     timeout : seconds allowed to each learner's tuning (None = no limit).
-    cv : folds used both for tuning and for the OOF predictions of the meta-learner.
+    cv : number of folds of the tuning and of the OOF predictions (two different partitions).
     meta : ``"auto"``, ``"logistic"``, ``"rank_mean"`` or ``"best"`` (module docstring);
         ``meta_.kind`` is the one used.
     storage : Optuna storage (journal file path or database URL); None = in memory.
@@ -181,11 +188,11 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, groups=None):
         """Tune, fit the meta-learner on OOF predictions, then refit the learners on all rows."""
         started = time.perf_counter()
-        X, y = self._selected(*validate_data(self, X, y, dtype=np.float32,
-                                             ensure_all_finite="allow-nan"))
+        X_all, y = validate_data(self, X, y, dtype=np.float32, ensure_all_finite="allow-nan")
+        X, y = self._selected(X_all, y)
         self.classes_ = np.array([0, 1])
         names = list(self.learners)
-        splits = make_splits(y, groups, self.cv, self.random_state)
+        splits = make_splits(y, groups, self.cv, self.random_state + OOF_SEED_OFFSET)
         parallel = Parallel(n_jobs=self.n_jobs, backend="loky")
         costs = {name: dict.fromkeys(_COST_KEYS, 0.0) for name in names}
         wall = {}
@@ -195,7 +202,7 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         wall["tune"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
-        oof = self._out_of_fold(parallel, names, X, y, groups, splits, costs)
+        oof = self._out_of_fold(parallel, names, X_all, y, groups, splits, costs)
         wall["oof"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
@@ -255,12 +262,22 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         self.tuning_ = {name: asdict(tuned[name][0]) for name in names}
         self.best_params_ = {name: tuned[name][0].best_params for name in names}
 
-    def _out_of_fold(self, parallel, names, X, y, groups, splits, costs) -> np.ndarray:
-        """OOF probabilities of the tuned learners, one column per learner."""
+    def _out_of_fold(self, parallel, names, X_all, y, groups, splits, costs) -> np.ndarray:
+        """OOF probabilities of the tuned learners, one column per learner.
+
+        Each fold chooses its own columns on its training part (``max_features``): columns chosen
+        on all rows would have seen the held-out labels, and on a few hundred rows that made the
+        OOF AUC of the logistic regression (the learner that leans most on the chosen columns)
+        look best when it scored worst on new rows (C. Ambroise, G. J. McLachlan, "Selection
+        bias in gene extraction on the basis of microarray gene-expression data", PNAS, 2002).
+        """
+        y = y.astype(int)
+        columns = [select_features(X_all[train], y[train], self.max_features,
+                                   seed=self.random_state) for train, _ in splits]
         tasks = [(name, fold) for name in _slowest_first(names) for fold in range(len(splits))]
         predictions = parallel(delayed(_timed)(
-            _fit_predict, name, self.best_params_[name], X, y, groups, *splits[fold],
-            **self._fit_settings()) for name, fold in tasks)
+            _fit_predict, name, self.best_params_[name], X_all[:, columns[fold]], y, groups,
+            *splits[fold], **self._fit_settings()) for name, fold in tasks)
         oof = np.empty((len(y), len(names)))
         for (name, fold), (prediction, cost) in zip(tasks, predictions):
             oof[splits[fold][1], names.index(name)] = prediction
@@ -361,11 +378,24 @@ def _fit_predict(name, params, X, y, groups, train, test, **fit_settings) -> np.
 def choose_meta(meta: str, oof: np.ndarray, y, splits) -> tuple[str, np.ndarray]:
     """The meta-learner kind to use and its cross-validated stack OOF predictions.
 
-    ``"auto"`` keeps the kind of ``META_KINDS`` with the highest OOF AUC (ties: the first).
+    ``"auto"`` keeps rank averaging, which fits nothing, unless a fitted combiner (``logistic``,
+    ``best``) beats its cross-validated AUC by more than one DeLong standard error of the paired
+    difference; of those that do, the one with the highest AUC. This is the one-standard-error
+    rule (L. Breiman, J. Friedman, R. Olshen, C. Stone, "Classification and Regression Trees",
+    1984, section 3.4.3): on a few hundred rows the inner folds cannot tell the combiners apart,
+    and picking the highest AUC there picked the weakest learner of the outer evaluation.
     """
     kinds = META_KINDS if meta == "auto" else (meta,)
     stacked = {kind: _cross_validated_meta(kind, oof, y, splits) for kind in kinds}
-    chosen = max(kinds, key=lambda kind: auc(y, stacked[kind]))
+    if meta != "auto":
+        return meta, stacked[meta]
+    clear_gains = {}
+    for kind in kinds:
+        if kind != SAFE_META:
+            gain, variance = delong_difference(y, stacked[kind], stacked[SAFE_META])
+            if gain > np.sqrt(variance):
+                clear_gains[kind] = gain
+    chosen = max(clear_gains, key=clear_gains.__getitem__) if clear_gains else SAFE_META
     return chosen, stacked[chosen]
 
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.metrics import (_tpr_at_fpr_fast, auc, auc_ci, delong_auc_variance, eer,
-                            full_summary, tpr_at_fpr, tpr_at_fpr_bootstrap_ci,
+from models.metrics import (_tpr_at_fpr_fast, auc, auc_ci, delong_auc_variance,
+                            delong_difference, eer, full_summary, tpr_at_fpr, tpr_at_fpr_bootstrap_ci,
                             unreliable_warnings)
 
 
@@ -44,6 +44,28 @@ def test_delong_variance_matches_the_definition_on_random_tied_scores():
     assert value == pytest.approx(expected_auc)
     assert value == pytest.approx(auc(y, score))
     assert variance == pytest.approx(expected_variance)
+
+
+def test_delong_difference_matches_the_definition_on_paired_scores():
+    def psi(x, y):
+        return 1.0 if x > y else 0.5 if x == y else 0.0
+
+    def components(score):
+        positives, negatives = score[y == 1], score[y == 0]
+        return (np.array([np.mean([psi(x, v) for v in negatives]) for x in positives]),
+                np.array([np.mean([psi(x, v) for x in positives]) for v in negatives]))
+    rng = np.random.default_rng(5)
+    y = np.r_[np.ones(30, int), np.zeros(35, int)]
+    score_a = rng.integers(0, 10, size=65) + 3 * y
+    score_b = score_a + rng.integers(-3, 4, size=65)  # correlated with a, as two stacks are
+    (a10, a01), (b10, b01) = components(score_a), components(score_b)
+    expected_variance = np.var(a10 - b10, ddof=1) / 30 + np.var(a01 - b01, ddof=1) / 35
+    difference, variance = delong_difference(y, score_a, score_b)
+    assert difference == pytest.approx(auc(y, score_a) - auc(y, score_b))
+    assert variance == pytest.approx(expected_variance)
+    # Correlated scores: the paired variance is below the sum of the two separate variances.
+    assert variance < delong_auc_variance(y, score_a)[1] + delong_auc_variance(y, score_b)[1]
+    assert delong_difference(y, score_a, score_a) == (0.0, 0.0)
 
 
 def test_auc_ci_is_a_normal_interval_around_the_auc():
