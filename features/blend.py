@@ -14,10 +14,15 @@ blur, resampling, colour) that differ from the rest of the image, and the blendi
   sides: where a blending seam would lie.
 
 Regions are clipped to the image. Each is a union of at most four disjoint rectangles, so its
-moments are sums of OpenCV moments over array views, and its histograms are counted at once
-for all regions from one bit-flag label map (1 inner, 2 ring, 4 band; ring and band overlap).
+moments and histograms are sums of OpenCV sums and histograms over array views, without masks.
 A statistic's value at a pixel belongs to the pixel its kernel is anchored at; pixels whose
 kernel would leave the image have no value and count in no region.
+
+Maps shared through ``ctx.shared``: the residuals of ``features.residual.shared_residual``, the
+raw 8-bit LBP patterns ``("lbp", "y", 1, "default")`` of ``features.texture.lbp_code_map`` (the
+texture family computes the same map) and the regions ``("face_regions", inner_scale,
+ring_scale, band_width)``. Maps only this family uses (Haar details, Laplacian) are computed
+on the regions' window alone.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from features.texture import lbp_code_map, lbp_mapping
 REGIONS = ("inner", "ring", "band")
 REGION_BITS = {"inner": 1, "ring": 2, "band": 4}
 BLEND_CHANNELS = ("y", "cb", "cr")   # integer-valued channels: the noise histogram needs that
+YCRCB_ORDER = ("y", "cr", "cb")      # the planes of ImageContext.ycrcb8 (OpenCV's YCrCb)
 LOG_EPS = 1e-2                       # keeps log ratios of flat regions finite (grey levels)
 MAD_TO_SIGMA = 0.6745                # median |z| of a standard normal z
 HH_OFFSET = 510                      # |x00 - x01 - x10 + x11| <= 2 * 255 for 8-bit values
@@ -62,11 +68,24 @@ class Rect(NamedTuple):
 
 
 class FaceRegions(NamedTuple):
-    """The regions as disjoint rectangles, and their bit-flag label map over ``window``."""
+    """The regions as disjoint rectangles, and the window (image coordinates) that holds them."""
 
     pieces: dict[str, tuple[Rect, ...]]
     window: Rect
-    labels: np.ndarray  # uint8 (window height, window width): OR of REGION_BITS
+
+    @property
+    def labels(self) -> np.ndarray:
+        """uint8 (window height, window width) bit-flag label map: OR of ``REGION_BITS``.
+
+        The regions pixel by pixel (ring and band overlap), for inspection and masks; the
+        features themselves are computed on the rectangles.
+        """
+        y0, y1, x0, x1 = self.window
+        labels = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), np.uint8)
+        for name, rects in self.pieces.items():
+            for top, bottom, left, right in (rect.shift(-y0, -x0) for rect in rects):
+                labels[top:bottom, left:right] |= REGION_BITS[name]
+        return labels
 
 
 def _round(value: float) -> int:
@@ -110,66 +129,108 @@ def face_regions(shape: tuple[int, int], box: FaceBox, inner_scale: float, ring_
               "band": frame(band_outer, band_inner)}
     window = Rect(min(grown.y0, band_outer.y0), max(grown.y1, band_outer.y1),
                   min(grown.x0, band_outer.x0), max(grown.x1, band_outer.x1))
-    labels = np.zeros((max(window.y1 - window.y0, 0), max(window.x1 - window.x0, 0)), np.uint8)
-    for name, rects in pieces.items():
-        for y0, y1, x0, x1 in (rect.shift(-window.y0, -window.x0) for rect in rects):
-            labels[y0:y1, x0:x1] |= REGION_BITS[name]
-    return FaceRegions(pieces, window, labels)
+    return FaceRegions(pieces, window)
 
 
-def _in_map(rect: Rect, values: np.ndarray, origin: tuple[int, int]) -> Rect:
-    """``rect`` (image coordinates) in the coordinates of a map whose [0, 0] is pixel ``origin``."""
-    return rect.shift(-origin[0], -origin[1]).clip(*values.shape[:2])
+def region_views(values: np.ndarray, origin: tuple[int, int], rects: Sequence[Rect]
+                 ) -> list[np.ndarray]:
+    """Views of a map over the non-empty parts of ``rects`` (image coordinates) it covers.
+
+    ``values[i, j]`` belongs to image pixel ``(i + origin[0], j + origin[1])``.
+    """
+    views = []
+    for rect in rects:
+        y0, y1, x0, x1 = rect.shift(-origin[0], -origin[1]).clip(*values.shape[:2])
+        if y0 < y1 and x0 < x1:
+            views.append(values[y0:y1, x0:x1])
+    return views
+
+
+def window_view(values: np.ndarray, origin: tuple[int, int], window: Rect
+                ) -> tuple[np.ndarray, tuple[int, int]]:
+    """The view of a map over ``window`` (image coordinates, clipped to the map), and its origin.
+
+    ``values[i, j]`` belongs to image pixel ``(i + origin[0], j + origin[1])``, and so does
+    ``view[i, j]`` to pixel ``(i + view_origin[0], j + view_origin[1])``.
+    """
+    y0, y1, x0, x1 = window.shift(-origin[0], -origin[1]).clip(*values.shape[:2])
+    return values[y0:y1, x0:x1], (origin[0] + y0, origin[1] + x0)
+
+
+def integer_moments(values: np.ndarray, origin: tuple[int, int], regions: FaceRegions
+                    ) -> np.ndarray:
+    """``region_moments`` of an integer-valued float32 map, summed as int16 over the window.
+
+    OpenCV sums int16 data several times faster than float32, and the moments only read the
+    window. The values must be integers within int16 range: residuals and Laplacians of 8-bit
+    channels are (at most the kernel's sum of |coefficients| times 255, below 32767).
+    """
+    view, origin = window_view(values, origin, regions.window)
+    return region_moments(view.astype(np.int16), origin, regions)
 
 
 def region_moments(values: np.ndarray, origin: tuple[int, int], regions: FaceRegions
                    ) -> np.ndarray:
     """(4, 3) array: pixel count, mean, variance and mean |value| of a map in each region.
 
-    ``values[i, j]`` belongs to image pixel ``(i + origin[0], j + origin[1])``. Moments of a
-    region's rectangles are pooled exactly (pooled variance = within + between pieces).
+    ``values[i, j]`` belongs to image pixel ``(i + origin[0], j + origin[1])``. OpenCV sums the
+    values, their squares and their absolute values over each rectangle in float64 (exactly,
+    for the integer-valued maps of this family); the variance is then sum(x^2) / n - mean^2,
+    as ``cv2.meanStdDev`` computes it, clipped at 0. Sums are faster than ``meanStdDev``
+    on the tall, narrow rectangles of the ring and band.
     """
     moments = np.zeros((4, len(REGIONS)))
     for column, name in enumerate(REGIONS):
-        counts, means, variances, l1 = [], [], [], 0.0
-        for y0, y1, x0, x1 in (_in_map(rect, values, origin) for rect in regions.pieces[name]):
-            if y1 <= y0 or x1 <= x0:
-                continue
-            view = values[y0:y1, x0:x1]
-            mean, std = cv2.meanStdDev(view)
-            counts.append(view.size)
-            means.append(mean[0, 0])
-            variances.append(std[0, 0] ** 2)
-            l1 += cv2.norm(view, cv2.NORM_L1)
-        if not counts:
-            continue
-        counts, means, variances = np.array(counts), np.array(means), np.array(variances)
-        total = counts.sum()
-        mean = np.dot(counts, means) / total
-        variance = np.dot(counts, variances + (means - mean) ** 2) / total
-        moments[:, column] = total, mean, variance, l1 / total
+        count = total = squares = absolute = 0.0
+        for view in region_views(values, origin, regions.pieces[name]):
+            count += view.size
+            total += cv2.sumElems(view)[0]
+            squares += cv2.norm(view, cv2.NORM_L2SQR)
+            absolute += cv2.norm(view, cv2.NORM_L1)
+        if count:
+            mean = total / count
+            moments[:, column] = count, mean, max(squares / count - mean * mean, 0.0), \
+                absolute / count
     return moments
+
+
+def region_channel_moments(image: np.ndarray, regions: FaceRegions
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel count (3,), mean and variance (C, 3) of each channel of an (H, W, C) image per region.
+
+    ``cv2.meanStdDev`` of all channels at once per rectangle (exact sums for 8-bit images),
+    pooled over a region's rectangles: variance = sum(x^2) / n - mean^2, clipped at 0.
+    """
+    n_channels = image.shape[2]
+    counts = np.zeros(len(REGIONS))
+    means, variances = np.zeros((n_channels, len(REGIONS))), np.zeros((n_channels, len(REGIONS)))
+    for column, name in enumerate(REGIONS):
+        totals, squares = np.zeros(n_channels), np.zeros(n_channels)
+        for view in region_views(image, (0, 0), regions.pieces[name]):
+            mean, std = (moment[:, 0] for moment in cv2.meanStdDev(view))
+            size = view.shape[0] * view.shape[1]
+            counts[column] += size
+            totals += size * mean
+            squares += size * (std * std + mean * mean)
+        if counts[column]:
+            means[:, column] = totals / counts[column]
+            variances[:, column] = np.maximum(
+                squares / counts[column] - means[:, column] ** 2, 0.0)
+    return counts, means, variances
 
 
 def region_histograms(codes: np.ndarray, origin: tuple[int, int], regions: FaceRegions,
                       n_codes: int) -> np.ndarray:
     """(3, n_codes) counts of the integer codes ``0 <= code < n_codes`` of a map in each region.
 
-    ``n_codes`` must be below 8192, so that label and code fit one 16-bit index.
+    ``codes`` is uint8 or uint16 (``cv2.calcHist``, one histogram per rectangle, float32
+    counts: exact below 2^24 pixels per rectangle and code).
     """
-    window = _in_map(regions.window, codes, origin)
-    if window.empty:
-        return np.zeros((len(REGIONS), n_codes))
-    # The label rows/columns matching the part of the window the map covers.
-    dy = window.y0 + origin[0] - regions.window.y0
-    dx = window.x0 + origin[1] - regions.window.x0
-    labels = regions.labels[dy:dy + window.y1 - window.y0, dx:dx + window.x1 - window.x0]
-    # uint16 indices: bincount of small integers is several times faster than of intp ones.
-    index = labels.astype(np.uint16) * np.uint16(n_codes) \
-        + codes[window.y0:window.y1, window.x0:window.x1].astype(np.uint16)
-    by_label = np.bincount(index.ravel(), minlength=8 * n_codes).reshape(8, n_codes)
-    has_bit = (np.arange(8)[None, :] & np.array(list(REGION_BITS.values()))[:, None]) > 0
-    return has_bit.astype(float) @ by_label
+    histograms = np.zeros((len(REGIONS), n_codes))
+    for row, name in enumerate(REGIONS):
+        for view in region_views(codes, origin, regions.pieces[name]):
+            histograms[row] += cv2.calcHist([view], [0], None, [n_codes], [0, n_codes])[:, 0]
+    return histograms
 
 
 def grouped_mad(counts: np.ndarray) -> float:
@@ -185,8 +246,12 @@ def grouped_mad(counts: np.ndarray) -> float:
     total = counts.sum()
     if total == 0:
         return 0.0
-    edges = np.arange(counts.size + 1) - 0.5
-    cdf = np.concatenate([[0.0], np.cumsum(counts) / total])
+    # F is 0 below the first and 1 above the last occupied bin, and interpolation clamps to
+    # those values: the occupied span of the (mostly empty) histogram gives the same result.
+    occupied = np.flatnonzero(counts)
+    first, last = occupied[0], occupied[-1]
+    edges = np.arange(first, last + 2) - 0.5
+    cdf = np.concatenate([[0.0], np.cumsum(counts[first:last + 1]) / total])
     median = float(np.interp(0.5, cdf, edges))  # F is linear within a bin
     # The mass within +-t of the median is piecewise linear in t, with breaks where m +- t
     # crosses a bin edge: evaluate it there and interpolate.
@@ -220,10 +285,10 @@ def _residual_moments(ctx: ImageContext, channel: str, kernels: Sequence[str],
         # Count, mean, variance and mean |r| of K * x, in units of r = (K * x) / c.
         units = np.array([[1.0], [scale], [scale ** 2], [scale]])
         for direction in ("h", "v") if directional else ("h",):
-            values = shared_residual(ctx, channel, kernel, direction)
             origin = anchor[::-1] if directional and direction == "v" else anchor
+            values = shared_residual(ctx, channel, kernel, direction)
             name = f"{channel}_{kernel}_{direction}" if directional else f"{channel}_{kernel}"
-            moments[name] = region_moments(values, origin, regions) / units
+            moments[name] = integer_moments(values, origin, regions) / units
     return moments
 
 
@@ -255,9 +320,12 @@ def chi_square(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def _lbp_features(ctx: ImageContext, regions: FaceRegions) -> dict[str, float]:
-    n_codes = lbp_mapping("uniform")[1]
-    codes = lbp_code_map(ctx, "y", LBP_RADIUS, "uniform")
-    counts = region_histograms(codes, (LBP_RADIUS, LBP_RADIUS), regions, n_codes)
+    table, n_codes = lbp_mapping("uniform")
+    # Count the raw 8-bit patterns (the map the texture family shares), then merge their bins:
+    # cheaper than mapping every pixel to its code first.
+    patterns = lbp_code_map(ctx, "y", LBP_RADIUS, "default")
+    counts = region_histograms(patterns, (LBP_RADIUS, LBP_RADIUS), regions, 256) \
+        @ np.eye(n_codes)[table]
     totals = counts.sum(axis=1, keepdims=True)
     histograms = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     features = {f"y_lbp__{region}_bin_{code}": float(histograms[r, code])
@@ -336,23 +404,31 @@ def blend(ctx: ImageContext, *, channels: Sequence[str] = ("y", "cb", "cr"),
     regions = ctx.shared(("face_regions", inner_scale, ring_scale, band_width),
                          lambda: face_regions(ctx.shape, largest_face(ctx), inner_scale,
                                               ring_scale, band_width))
+    window = regions.window
     features: dict[str, float] = {}
     for channel in residual_channels:
         for name, (counts, _, variance, mean_abs) in _residual_moments(
                 ctx, channel, kernels, regions).items():
             features.update(_contrasts(f"{name}_std", np.sqrt(variance), counts, True))
             features.update(_contrasts(f"{name}_mean_abs", mean_abs, counts, True))
-        detail = ctx.shared(("haar_hh", channel), lambda: diagonal_detail(ctx.channel(channel)))
-        histograms = region_histograms(detail, (0, 0), regions, 2 * HH_OFFSET + 1)
+        # The window and one more row and column: the 2 x 2 details of its last pixels.
+        values, origin = window_view(ctx.channel(channel), (0, 0), Rect(
+            window.y0, window.y1 + 1, window.x0, window.x1 + 1))
+        histograms = region_histograms(diagonal_detail(values), origin, regions,
+                                       2 * HH_OFFSET + 1)
         # Codes count twice the coefficient: half the MAD in codes is the MAD of d.
         noise = np.array([grouped_mad(h) / (2 * MAD_TO_SIGMA) for h in histograms])
         features.update(_contrasts(f"{channel}_noise", noise, histograms.sum(axis=1), True))
+    # All three 8-bit planes at once: one pass per rectangle, whichever channels are asked for.
+    counts, means, variances = region_channel_moments(ctx.ycrcb8, regions)
     for channel in channels:
-        counts, mean, variance, _ = region_moments(ctx.channel(channel), (0, 0), regions)
-        features.update(_contrasts(f"{channel}_mean", mean, counts, False))
-        features.update(_contrasts(f"{channel}_std", np.sqrt(variance), counts, True))
-    laplacian = ctx.shared(("laplacian", "y"), lambda: _laplacian(ctx.channel("y")))
-    counts, _, variance, _ = region_moments(laplacian, (1, 1), regions)
+        plane = YCRCB_ORDER.index(channel)
+        features.update(_contrasts(f"{channel}_mean", means[plane], counts, False))
+        features.update(_contrasts(f"{channel}_std", np.sqrt(variances[plane]), counts, True))
+    # The window and a one-pixel margin: the Laplacian of its pixels, anchored at the centre.
+    values, (top, left) = window_view(ctx.channel("y"), (0, 0), Rect(
+        window.y0 - 1, window.y1 + 1, window.x0 - 1, window.x1 + 1))
+    counts, _, variance, _ = integer_moments(_laplacian(values), (top + 1, left + 1), regions)
     features.update(_contrasts("y_laplacian_var", variance, counts, True))
     features.update(_lbp_features(ctx, regions))
     return features

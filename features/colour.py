@@ -25,6 +25,30 @@ def byte_histogram(image: np.ndarray, channel: int = 0) -> np.ndarray:
     return cv2.calcHist([image], [channel], None, [256], [0, 256]).ravel().astype(np.float64)
 
 
+def joint_byte_histogram(image: np.ndarray, first: int, second: int) -> np.ndarray:
+    """Counts of the 256 x 256 level pairs (first, second) of two channels of an 8-bit image,
+    float64 (256, 256): one pass gives both channels' histograms and their covariance."""
+    return cv2.calcHist([image], [first, second], None, [256, 256],
+                        [0, 256, 0, 256]).astype(np.float64)
+
+
+def histogram_correlation(joint: np.ndarray, first_levels: np.ndarray,
+                          second_levels: np.ndarray) -> float:
+    """Pearson correlation of two variables from the counts ``joint[i, j]`` of the value pairs
+    ``(first_levels[i], second_levels[j])`` (0 if one of them is constant)."""
+    first_counts, second_counts = joint.sum(axis=1), joint.sum(axis=0)
+    total = first_counts.sum()
+    # Centred sums: a constant variable gets a variance of exactly 0.
+    first_centred = first_levels - first_counts @ first_levels / total
+    second_centred = second_levels - second_counts @ second_levels / total
+    first_variance = first_counts @ first_centred ** 2 / total
+    second_variance = second_counts @ second_centred ** 2 / total
+    if first_variance <= 1e-12 or second_variance <= 1e-12:
+        return 0.0
+    covariance = first_centred @ joint @ second_centred / total
+    return float(covariance / (first_variance * second_variance) ** 0.5)
+
+
 def histogram_percentiles(counts: np.ndarray, percentiles: Sequence[float]) -> np.ndarray:
     """Levels at the given percentiles of the distribution with bin ``counts`` (inverted CDF).
 
@@ -136,16 +160,16 @@ def colour(ctx, *, percentiles: Sequence[float] = (5, 25, 50, 75, 95),
     features.update(exposure_fractions(brightest, darkest, clip_margins))
 
     # OpenCV's 8-bit YCrCb holds Y, Cr, Cb in that order.
-    ycrcb = ctx.ycrcb8
-    for name, channel in (("cb", 2), ("cr", 1)):
-        moments = histogram_moments(byte_histogram(ycrcb, channel), levels - 128)
+    chroma = joint_byte_histogram(ctx.ycrcb8, 2, 1)  # (Cb, Cr) pairs
+    for name, counts in (("cb", chroma.sum(axis=1)), ("cr", chroma.sum(axis=0))):
+        moments = histogram_moments(counts, levels - 128)
         features.update({f"{name}__{moment}": value for moment, value
                          in zip(("mean", "std", "skewness", "kurtosis"), moments)})
-    chroma = [cv2.extractChannel(ycrcb, channel) for channel in (2, 1)]
-    features["cb_cr__correlation"] = plane_correlations(chroma, [(0, 1)])[0]
+    features["cb_cr__correlation"] = histogram_correlation(chroma, levels, levels)
 
-    residuals = cv2.split(
-        cv2.Laplacian(ctx.rgb, cv2.CV_16S, ksize=1, borderType=cv2.BORDER_REFLECT))
+    # Per plane: filtering the interleaved image and splitting it costs a copy more.
+    residuals = [cv2.Laplacian(plane, cv2.CV_16S, ksize=1, borderType=cv2.BORDER_REFLECT)
+                 for plane in planes]
     for kind, kind_planes in (("correlation", planes), ("residual_correlation", residuals)):
         correlations = plane_correlations(kind_planes, PAIRS)
         features.update({f"{kind}__{pair}": value for pair, value in zip(PAIR_NAMES, correlations)})

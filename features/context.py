@@ -15,6 +15,8 @@ CHANNELS = ("y", "cb", "cr", "h", "s", "v", "r", "g", "b")
 # Full scale of each channel as ``ImageContext.channel`` returns it; the rest are 0..255.
 _FULL_SCALE = {"h": 360.0, "s": 1.0, "v": 1.0}
 _DIFFERENCE_CHANNELS = {"r_g": ("r", "g"), "g_b": ("g", "b"), "b_r": ("b", "r")}
+_YCRCB_PLANES = {"y": 0, "cr": 1, "cb": 2}
+_RGB_PLANES = {"r": 0, "g": 1, "b": 2}
 
 
 class ImageContext:
@@ -40,6 +42,11 @@ class ImageContext:
     def ycrcb8(self) -> np.ndarray:
         """uint8 (H, W, 3): OpenCV's 8-bit Y, Cr, Cb (ITU-R BT.601 full range, as JPEG), rounded."""
         return cv2.cvtColor(self.rgb, cv2.COLOR_RGB2YCrCb)
+
+    @cached_property
+    def ycrcb_planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """uint8 (H, W) contiguous Y, Cr and Cb planes of ``ycrcb8``."""
+        return tuple(cv2.split(self.ycrcb8))
 
     @cached_property
     def rgb_planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,20 +83,30 @@ class ImageContext:
     def _channel(self, name: str) -> np.ndarray:
         # Single planes straight from the 8-bit data: a full float conversion of all three
         # channels (and OpenCV's float HSV) costs several times more than the planes used.
-        if name in ("y", "cb", "cr"):
-            plane = cv2.extractChannel(self.ycrcb8, {"y": 0, "cr": 1, "cb": 2}[name])
+        plane = self.plane_8bit(name)
+        if plane is not None:
             return plane.astype(np.float32)
-        if name in ("r", "g", "b"):
-            return self.rgb_planes[("r", "g", "b").index(name)].astype(np.float32)
         if name == "h":
             return np.ascontiguousarray(self.hsv[..., 0])
         brightest, darkest = self.rgb_extremes
-        value = brightest.astype(np.float32)
         if name == "v":
-            return value * np.float32(1 / 255)
-        # HSV saturation (max - min) / max, 0 where max = 0, as OpenCV defines it.
-        spread = cv2.subtract(brightest, darkest).astype(np.float32)
-        return np.divide(spread, value, out=np.zeros_like(value), where=value > 0)
+            return brightest.astype(np.float32) * np.float32(1 / 255)
+        # HSV saturation (max - min) / max, 0 where max = 0, as OpenCV defines it: one float32
+        # division of the 8-bit planes (0 / 0 gives NaN, patched to 0), no float temporaries.
+        saturation = cv2.divide(cv2.subtract(brightest, darkest), brightest, dtype=cv2.CV_32F)
+        return cv2.patchNaNs(saturation, 0)
+
+    def plane_8bit(self, name: str) -> np.ndarray | None:
+        """A channel's uint8 (H, W) plane if it has one (y, cb, cr, r, g, b), else None.
+
+        ``channel`` and ``channel_8bit`` hold the same values as float32; integer-exact steps
+        (comparisons, differences) can run on this quarter-size copy instead.
+        """
+        if name in _YCRCB_PLANES:
+            return self.ycrcb_planes[_YCRCB_PLANES[name]]
+        if name in _RGB_PLANES:
+            return self.rgb_planes[_RGB_PLANES[name]]
+        return None
 
     def channel_8bit(self, name: str) -> np.ndarray:
         """A channel as float32 on the 0..255 scale of 8-bit grey steps (cached).

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import cv2
 import numpy as np
 import scipy.fft
 
@@ -68,7 +69,11 @@ def global_log_dct_zones(gray: np.ndarray, grid: int) -> np.ndarray:
     ``floor(v * grid / W) = j``; the DC coefficient (brightness) is left out of zone (0, 0).
     Zones without a coefficient (images smaller than the grid) are 0.
     """
-    log_abs = np.log(np.abs(scipy.fft.dctn(gray, norm="ortho")) + LOG_EPS)
+    log_abs = scipy.fft.dctn(gray, norm="ortho")
+    # In place: each full-size float32 temporary costs as much as the arithmetic on it.
+    np.abs(log_abs, out=log_abs)
+    log_abs += LOG_EPS
+    np.log(log_abs, out=log_abs)
     log_abs[0, 0] = 0.0
     rows, cols = _zone_indicator(gray.shape[0], grid), _zone_indicator(gray.shape[1], grid)
     sums = rows @ log_abs @ cols.T
@@ -77,19 +82,42 @@ def global_log_dct_zones(gray: np.ndarray, grid: int) -> np.ndarray:
     return np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
 
 
+def block_statistics(coefficients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean absolute value and standard deviation of each column of (n_blocks, 64) coefficients.
+
+    Sums run in float64 with OpenCV (one vectorised pass each, no temporaries): at these
+    magnitudes (below 8 * 255) ``E[c^2] - E[c]^2`` stays accurate to about 1e-12, where NumPy's
+    float32 column reductions were off by up to 4e-5 (relative) over the 4,096 blocks of 512 x 512.
+    """
+    def column_sums(values: np.ndarray, kind: int) -> np.ndarray:
+        return cv2.reduce(values, 0, kind, dtype=cv2.CV_64F).ravel()
+
+    count = len(coefficients)
+    mean_abs = column_sums(np.abs(coefficients), cv2.REDUCE_SUM) / count
+    mean = column_sums(coefficients, cv2.REDUCE_SUM) / count
+    variance = column_sums(coefficients, cv2.REDUCE_SUM2) / count - mean ** 2
+    return mean_abs, np.sqrt(np.maximum(variance, 0.0))
+
+
 def first_digit_histogram(values: np.ndarray) -> np.ndarray:
     """Share of each first digit 1..9 among ``round(|v|) >= 1`` (all zeros if there are none).
 
     ``|v|`` must not exceed 8 * 255 + 1, the range of 8x8 orthonormal DCT coefficients of
     8-bit pixels.
     """
-    rounded = np.rint(np.abs(values)).astype(np.int32).ravel()
-    if rounded.size and rounded.max() > _MAX_ROUNDED:
+    values = np.asarray(values)
+    rounded = np.abs(values, dtype=np.result_type(values.dtype, np.float32)).ravel()
+    np.rint(rounded, out=rounded)
+    if not rounded.size:
+        return np.zeros(9)
+    if rounded.max() > _MAX_ROUNDED:
         raise ValueError(f"first_digit_histogram expects |values| <= {_MAX_ROUNDED}")
     # Counting each integer magnitude once, then grouping the counts by first digit, is much
-    # cheaper than looking up a digit for every coefficient.
-    magnitude_counts = np.bincount(rounded, minlength=_MAX_ROUNDED + 1)
-    counts = np.bincount(_FIRST_DIGIT, weights=magnitude_counts, minlength=10)[1:]
+    # cheaper than looking up a digit for every coefficient. OpenCV's 16-bit histogram counts
+    # faster than np.bincount, and its range, starting at 1, skips the zeros (most coefficients).
+    magnitude_counts = cv2.calcHist([rounded.astype(np.uint16)], [0], None, [_MAX_ROUNDED],
+                                    [1, _MAX_ROUNDED + 1]).ravel()
+    counts = np.bincount(_FIRST_DIGIT[1:], weights=magnitude_counts, minlength=10)[1:]
     total = counts.sum()
     return counts / total if total else np.zeros(9)
 
@@ -102,6 +130,18 @@ def jensen_shannon_divergence(p: np.ndarray, q: np.ndarray) -> float:
         nonzero = a > 0
         return float(np.sum(a[nonzero] * np.log2(a[nonzero] / m[nonzero])))
     return (kl_to_m(p) + kl_to_m(q)) / 2
+
+
+@lru_cache(maxsize=8)
+def _feature_names(grid: int, n_ac: int) -> tuple[str, ...]:
+    """Names of the ``dct`` features in output order (built once: formatting them per image
+    costs more than some of the statistics)."""
+    names = [f"global__log_abs__zone_{i}_{j}" for i in range(grid) for j in range(grid)]
+    for index in ZIGZAG[1:1 + n_ac]:
+        u, v = divmod(int(index), BLOCK)
+        names += [f"block__beta__freq_{u}_{v}", f"block__std__freq_{u}_{v}"]
+    names += [f"benford__digit_{d}" for d in range(1, 10)]
+    return (*names, "benford__js_divergence")
 
 
 def _check_params(grid: int, n_ac: int) -> None:
@@ -143,24 +183,18 @@ def dct(ctx, *, grid: int = 8, n_ac: int = 63) -> dict[str, float]:
     _check_params(grid, n_ac)
     gray = ctx.gray
     zones = global_log_dct_zones(gray, grid)
-    features = {f"global__log_abs__zone_{i}_{j}": float(zones[i, j])
-                for i in range(grid) for j in range(grid)}
 
     coefficients = ctx.shared(("block_dct8", "y"), lambda: block_dct(gray))
-    magnitudes = np.abs(coefficients)
     chosen = ZIGZAG[1:1 + n_ac]
     if len(coefficients):
         # Reducing all 64 contiguous columns and then picking is cheaper than picking first.
-        betas, spreads = magnitudes.mean(axis=0)[chosen], coefficients.std(axis=0)[chosen]
+        betas, spreads = block_statistics(coefficients)
+        betas, spreads = betas[chosen], spreads[chosen]
     else:
         betas, spreads = np.zeros(n_ac), np.zeros(n_ac)
-    for index, beta, spread in zip(chosen, betas, spreads):
-        u, v = divmod(int(index), BLOCK)
-        features[f"block__beta__freq_{u}_{v}"] = float(beta)
-        features[f"block__std__freq_{u}_{v}"] = float(spread)
 
-    histogram = first_digit_histogram(magnitudes[:, 1:])
-    features.update({f"benford__digit_{d}": float(h) for d, h in enumerate(histogram, start=1)})
-    features["benford__js_divergence"] = (
-        jensen_shannon_divergence(histogram, BENFORD) if histogram.any() else 0.0)
-    return features
+    histogram = first_digit_histogram(coefficients[:, 1:])
+    divergence = jensen_shannon_divergence(histogram, BENFORD) if histogram.any() else 0.0
+    values = np.concatenate([zones.ravel(), np.column_stack([betas, spreads]).ravel(), histogram,
+                             [divergence]])
+    return dict(zip(_feature_names(grid, n_ac), values.tolist()))

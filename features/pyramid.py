@@ -64,19 +64,48 @@ def pool_codes(codes: np.ndarray, n_codes: int,
     codes = np.asarray(codes)
     if codes.ndim != 2:
         raise ValueError(f"expected a 2-D code map, got shape {codes.shape}")
-    if codes.size and (codes.min() < 0 or codes.max() >= n_codes):
-        raise ValueError(f"codes must lie in [0, {n_codes}), found {codes.min()}..{codes.max()}")
     levels = check_levels(levels)
-    layout = _layout(codes.shape, levels)
-    n_row_blocks, n_col_blocks = layout.row_cells.shape[1], layout.col_cells.shape[1]
-    blocks = _block_counts(codes, n_codes, levels, layout).reshape(
-        n_row_blocks, n_col_blocks, n_codes)
-    cells = [np.einsum("ra,cb,rcn->abn", _one_hot(layout.row_cells[i], level),
-                       _one_hot(layout.col_cells[i], level), blocks).reshape(-1, n_codes)
-             for i, level in enumerate(levels)]
-    histograms = np.concatenate(cells)
+    if levels == (1,):
+        histograms = code_counts(codes, n_codes)[None]
+    else:
+        _check_codes(codes, n_codes)
+        layout = _layout(codes.shape, levels)
+        n_row_blocks, n_col_blocks = layout.row_cells.shape[1], layout.col_cells.shape[1]
+        blocks = _block_counts(codes, n_codes, levels, layout).reshape(
+            n_row_blocks, n_col_blocks, n_codes)
+        cells = [np.einsum("ra,cb,rcn->abn", _one_hot(layout.row_cells[i], level),
+                           _one_hot(layout.col_cells[i], level), blocks).reshape(-1, n_codes)
+                 for i, level in enumerate(levels)]
+        histograms = np.concatenate(cells)
     totals = histograms.sum(axis=1, keepdims=True)
     return np.divide(histograms, totals, out=np.zeros_like(histograms), where=totals > 0)
+
+
+def code_counts(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """How many entries of a 2-D code map hold each code ``0 .. n_codes - 1``, float64
+    ``(n_codes,)``; a ValueError if a code lies outside that range.
+    """
+    if codes.dtype != np.uint8 or n_codes > 256 or codes.shape[0] < 2:
+        _check_codes(codes, n_codes)
+        return np.bincount(codes.ravel(), minlength=n_codes).astype(np.float64)
+    # A histogram of long runs of one code (flat areas) waits on its own increments. Counting
+    # (top-half, bottom-half) pairs in one 2-D histogram breaks up the runs and halves the
+    # increments; each half's counts are then the sums over the other's axis.
+    half = codes.shape[0] // 2
+    pairs = cv2.calcHist([codes[:half], codes[half:2 * half]], [0, 1], None,
+                         [n_codes, n_codes], [0, n_codes, 0, n_codes])
+    counts = (cv2.reduce(pairs, 1, cv2.REDUCE_SUM, dtype=cv2.CV_64F).ravel()
+              + cv2.reduce(pairs, 0, cv2.REDUCE_SUM, dtype=cv2.CV_64F).ravel())
+    if codes.shape[0] % 2:
+        counts += cv2.calcHist([codes[-1:]], [0], None, [n_codes], [0, n_codes]).ravel()
+    if counts.sum() != codes.size:  # codes beyond the bins were left out: name them
+        _check_codes(codes, n_codes)
+    return counts
+
+
+def _check_codes(codes: np.ndarray, n_codes: int) -> None:
+    if codes.size and (codes.min() < 0 or codes.max() >= n_codes):
+        raise ValueError(f"codes must lie in [0, {n_codes}), found {codes.min()}..{codes.max()}")
 
 
 def _block_counts(codes: np.ndarray, n_codes: int, levels: tuple[int, ...],

@@ -43,6 +43,7 @@ KERNELS = {
                            [2, -6, 8, -6, 2], [-1, 2, -2, 2, -1]]), (2, 2), 12, False),
 }
 DIRECTIONS = ("h", "v")
+_BLOCK_SIZE = 65536  # float32 values per block of the moment computation: 256 KiB
 _ORDER_NAMES = {2: "pair", 3: "triple"}
 
 
@@ -50,7 +51,8 @@ def residual_map(image: np.ndarray, kernel: str, direction: str) -> np.ndarray:
     """Residual ``kernel * image`` (float32) where the kernel lies wholly inside the image.
 
     Directional kernels (o1, o2, o3) are transposed for ``direction == "v"``; square ones are
-    the same in both directions. Integer images give exact integer residuals.
+    the same in both directions. Integer images give exact integer residuals. The result may be
+    a (row-strided) view into the filtered image.
     """
     weights, (row, col), _, directional = KERNELS[kernel]
     if directional and direction == "v":
@@ -59,11 +61,15 @@ def residual_map(image: np.ndarray, kernel: str, direction: str) -> np.ndarray:
     k_height, k_width = weights.shape
     if height < k_height or width < k_width:
         return np.zeros((max(height - k_height + 1, 0), max(width - k_width + 1, 0)), np.float32)
-    filtered = cv2.filter2D(np.ascontiguousarray(image, np.float32), cv2.CV_32F,
-                            weights.astype(np.float32), anchor=(col, row))
-    # Contiguous: the quantisation and the moments run faster on it than on a strided view.
-    return np.ascontiguousarray(
-        filtered[row:height - (k_height - 1 - row), col:width - (k_width - 1 - col)])
+    image = np.ascontiguousarray(image, np.float32)
+    if kernel == "o1":
+        # One subtraction of shifted views: the filter's float32 values without filtering the
+        # border or copying out the valid part.
+        return cv2.subtract(image[:, 1:], image[:, :-1]) if direction == "h" else \
+            cv2.subtract(image[1:], image[:-1])
+    filtered = cv2.filter2D(image, cv2.CV_32F, weights.astype(np.float32), anchor=(col, row))
+    # A view, not a copy: every later step reads row by row, at the same speed.
+    return filtered[row:height - (k_height - 1 - row), col:width - (k_width - 1 - col)]
 
 
 def quantise(residual: np.ndarray, step: float, t: int) -> np.ndarray:
@@ -72,10 +78,12 @@ def quantise(residual: np.ndarray, step: float, t: int) -> np.ndarray:
     Rounding follows SRM (MATLAB ``round``): round(r/step) >= k exactly when r >= (k - 1/2) step.
     """
     codes = np.full(residual.shape, t, np.uint8)
+    beyond = np.empty(residual.shape, np.bool_)
     for k in range(1, t + 1):
         edge = np.float32((k - 0.5) * step)
-        codes += residual >= edge
-        codes -= residual <= -edge
+        # Comparisons into one reused mask, added as uint8: no temporary array per threshold.
+        codes += np.greater_equal(residual, edge, out=beyond).view(np.uint8)
+        codes -= np.less_equal(residual, -edge, out=beyond).view(np.uint8)
     return codes
 
 
@@ -91,10 +99,11 @@ def neighbour_codes(codes: np.ndarray, n_values: int, order: int, direction: str
     if length <= 0:
         shape = (codes.shape[0], 0) if along_rows else (0, codes.shape[1])
         return np.zeros(shape, dtype)
-    joint = np.zeros((codes.shape[0], length) if along_rows else (length, codes.shape[1]), dtype)
-    for k in range(order):
+    views = [codes[:, k:k + length] if along_rows else codes[k:k + length] for k in range(order)]
+    joint = views[0].astype(dtype)
+    for view in views[1:]:
         joint *= n_values
-        joint += codes[:, k:k + length] if along_rows else codes[k:k + length]
+        joint += view
     return joint
 
 
@@ -106,13 +115,22 @@ def residual_statistics(residual: np.ndarray, scale: float = 1.0) -> dict[str, f
     if residual.size == 0:
         return {"std": 0.0, "mean_abs": 0.0, "kurtosis": 0.0}
     mean, std = (float(v[0, 0]) for v in cv2.meanStdDev(residual))
-    centred = cv2.addWeighted(residual, 1.0, residual, 0.0, -mean)
-    fourth_moment = cv2.norm(cv2.multiply(centred, centred), cv2.NORM_L2SQR) / residual.size
+    # Sum |r| and (r - mean)^4 block by block of rows while each block is in cache, the powers in
+    # one small buffer: a fresh full-size temporary costs more (page faults) than the arithmetic.
+    block_rows = max(1, _BLOCK_SIZE // residual.shape[1])
+    buffer = np.empty((min(block_rows, residual.shape[0]), residual.shape[1]), np.float32)
+    absolute_sum = fourth_power_sum = 0.0
+    for start in range(0, residual.shape[0], block_rows):
+        rows = residual[start:start + block_rows]
+        absolute_sum += cv2.norm(rows, cv2.NORM_L1)
+        centred = cv2.subtract(rows, mean, dst=buffer[:rows.shape[0]])
+        fourth_power_sum += cv2.norm(cv2.multiply(centred, centred, dst=centred), cv2.NORM_L2SQR)
     variance = std * std
     return {
         "std": std / scale,
-        "mean_abs": cv2.norm(residual, cv2.NORM_L1) / residual.size / scale,
-        "kurtosis": fourth_moment / variance ** 2 - 3.0 if variance > 1e-12 else 0.0,
+        "mean_abs": absolute_sum / residual.size / scale,
+        "kurtosis": fourth_power_sum / residual.size / variance ** 2 - 3.0
+        if variance > 1e-12 else 0.0,
     }
 
 
@@ -136,16 +154,14 @@ def _residual_features(ctx: ImageContext, channels: Sequence[str], kernels: Sequ
     for channel in channels:
         for kernel in kernels:
             directional = KERNELS[kernel].directional
+            codes_of = {}  # quantised residual per orientation; not kept in the context
             for direction in DIRECTIONS:
                 # A square kernel's one residual map serves both co-occurrence directions.
                 orientation = direction if directional else "h"
                 residual = shared_residual(ctx, channel, kernel, orientation)
-                codes = ctx.shared(
-                    ("residual_codes", channel, kernel, orientation, q, t),
-                    lambda: quantise(residual, q * KERNELS[kernel].scale, t))
-                joint = ctx.shared(
-                    ("residual_cooccurrence", channel, kernel, orientation, q, t, order, direction),
-                    lambda: neighbour_codes(codes, n_values, order, direction))
+                if orientation not in codes_of:
+                    codes_of[orientation] = quantise(residual, q * KERNELS[kernel].scale, t)
+                joint = neighbour_codes(codes_of[orientation], n_values, order, direction)
                 prefix = f"{channel}_{kernel}_{direction}_{_ORDER_NAMES[order]}"
                 histograms = pool_codes(joint, n_values ** order, levels)
                 features.update(zip(pyramid_names(prefix, n_values ** order, levels),

@@ -26,12 +26,14 @@ import math
 from functools import lru_cache
 from typing import Sequence
 
+import cv2
 import numpy as np
-import scipy.fft
+import scipy.sparse
 
 from features.registry import register
 
 SPECTRUM_CHANNELS = ("y", "cb", "cr", "r", "g", "b")
+REGIONS = ("full", "crop")  # the whole image, and a centred square
 # Power floor in grey levels^2 per frequency: far below the 8-bit rounding noise (1/12), so it only
 # keeps log(0) away; total AC energy below it counts as none (float round-off of a flat image).
 POWER_FLOOR = 1e-4
@@ -50,15 +52,64 @@ def _hann_window(height: int, width: int) -> np.ndarray:
     return _read_only(np.outer(hann(height), hann(width)).astype(np.float32))
 
 
+@lru_cache(maxsize=16)
+def _hann_window_sums(height: int, width: int) -> tuple[float, float]:
+    """``sum(w)`` and ``sum(w^2)`` of ``_hann_window(height, width)``."""
+    window = _hann_window(height, width)
+    return float(window.sum()), float(np.vdot(window, window))
+
+
+def _packed_column_power(squares: np.ndarray) -> np.ndarray:
+    """Power at each ``fy`` of a real column sequence packed like OpenCV's CCS, from the squares
+    of its packed values: row 0 holds ``fy = 0``, rows ``2k - 1`` and ``2k`` the real and
+    imaginary parts of ``fy = k``, and, for an even length, the last row ``fy = length / 2``."""
+    length = squares.size
+    power = np.empty(length, np.float32)
+    power[0] = squares[0]
+    half = (length - 1) // 2
+    power[1:half + 1] = squares[1:2 * half:2] + squares[2:2 * half + 1:2]
+    power[length - half:] = power[half:0:-1]  # a real sequence: |F(-fy)| = |F(fy)|
+    if length % 2 == 0:
+        power[length // 2] = squares[-1]
+    return power
+
+
+def packed_dft_power(packed: np.ndarray) -> np.ndarray:
+    """``|F|^2`` in ``rfft2`` layout (H, W // 2 + 1) from ``cv2.dft``'s packed (CCS) spectrum
+    (H, W) of a real image. ``packed`` is squared in place.
+
+    OpenCV stores the real and imaginary parts of ``fx = k`` (0 < k < W / 2) for every ``fy`` in
+    columns ``2k - 1`` and ``2k``; the columns of ``fx = 0`` and (even W) ``fx = W / 2``, real
+    sequences along ``fy`` after the row transforms, are packed the same way along ``fy`` in
+    columns 0 and W - 1 (see ``_packed_column_power``).
+    """
+    height, width = packed.shape
+    squares = np.square(packed, out=packed)
+    power = np.empty((height, width // 2 + 1), np.float32)
+    n_pairs = (width - 1) // 2
+    np.add(squares[:, 1:2 * n_pairs:2], squares[:, 2:2 * n_pairs + 1:2],
+           out=power[:, 1:n_pairs + 1])
+    power[:, 0] = _packed_column_power(squares[:, 0])
+    if width % 2 == 0 and width > 1:
+        power[:, -1] = _packed_column_power(squares[:, -1])
+    return power
+
+
 def hann_power_spectrum(image: np.ndarray) -> np.ndarray:
     """Half-plane power spectrum of the DC-free, Hann-windowed image (``rfft2`` layout).
 
     Returns ``|F|^2 / sum(w^2)`` of ``w * (x - sum(w x) / sum(w))``, shape (H, W // 2 + 1).
     """
     window = _hann_window(*image.shape)
-    weighted_mean = float(np.vdot(image, window)) / float(window.sum())
-    spectrum = scipy.fft.rfft2((image - np.float32(weighted_mean)) * window)
-    return (spectrum.real ** 2 + spectrum.imag ** 2) / float(np.vdot(window, window))
+    window_sum, window_energy = _hann_window_sums(*image.shape)
+    weighted_mean = float(np.vdot(image, window)) / window_sum
+    # In place: each full-size float32 temporary costs as much as the arithmetic on it.
+    tapered = image - np.float32(weighted_mean)
+    tapered *= window
+    # OpenCV's real FFT with its packed output takes about half the time of scipy.fft.rfft2.
+    power = packed_dft_power(cv2.dft(tapered))
+    power /= np.float32(window_energy)
+    return power
 
 
 @lru_cache(maxsize=16)
@@ -82,14 +133,24 @@ def _normalised_radius(height: int, width: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=32)
-def _rings(height: int, width: int, n_rings: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ring index of each ``rfft2`` frequency (``n_rings`` = outside the disc ``0 < r < 1``) and
-    the weighted number of frequencies in each ring."""
+def _rings(height: int, width: int, n_rings: int) -> tuple[scipy.sparse.csr_matrix, np.ndarray]:
+    """Ring-sum operator of the ``rfft2`` frequencies and the weighted number of frequencies per
+    ring.
+
+    Row ``k`` of the sparse (n_rings, H * (W // 2 + 1)) matrix holds the half-plane weight of
+    each frequency of the ring ``k / n_rings <= r < (k + 1) / n_rings`` of the disc ``0 < r < 1``,
+    so ``matrix @ values.ravel()`` gives the full-plane sum of ``values`` over each ring, in
+    float64. (A product with this precomputed matrix is about three times faster than a weighted
+    ``np.bincount`` over a ring index map, and adds the same terms in the same order.)
+    """
     radius = _normalised_radius(height, width)
-    inside = (radius > 0) & (radius < 1)
-    index = np.where(inside, np.minimum(radius * n_rings, n_rings - 1).astype(np.intp), n_rings)
-    size = np.bincount(index, weights=_half_plane_weight(height, width), minlength=n_rings + 1)
-    return _read_only(index), _read_only(size[:n_rings])
+    inside = np.flatnonzero((radius > 0) & (radius < 1))
+    ring = np.minimum(radius[inside] * n_rings, n_rings - 1).astype(np.intp)
+    weight = _half_plane_weight(height, width)[inside].astype(np.float64)
+    matrix = scipy.sparse.csr_matrix((weight, (ring, inside)), shape=(n_rings, radius.size))
+    for array in (matrix.data, matrix.indices, matrix.indptr):
+        _read_only(array)
+    return matrix, _read_only(np.bincount(ring, weights=weight, minlength=n_rings))
 
 
 @lru_cache(maxsize=16)
@@ -116,11 +177,11 @@ def log_power_features(power: np.ndarray, shape: tuple[int, int], n_bins: int
     no frequency of a small image are interpolated linearly from their neighbours. The slope is
     the least-squares slope of ``log10(P + floor)`` against ``log10 r`` over all frequencies.
     """
-    index, size = _rings(*shape, n_bins)
-    log_power = np.log10(power.ravel() + np.float32(POWER_FLOOR))
+    rings, size = _rings(*shape, n_bins)
+    log_power = power.ravel() + np.float32(POWER_FLOOR)
+    np.log10(log_power, out=log_power)
     slope = float(np.dot(_slope_weights(*shape), log_power))
-    ring_sum = np.bincount(index, weights=log_power * _half_plane_weight(*shape),
-                           minlength=n_bins + 1)[:n_bins]
+    ring_sum = rings @ log_power
     filled = size > 0
     if not filled.any():
         return np.zeros(n_bins), slope
@@ -133,9 +194,8 @@ def band_energy_fractions(power: np.ndarray, shape: tuple[int, int], n_bands: in
     """Shares of the AC energy (disc ``0 < r < 1``) in ``n_bands`` equal annuli and at
     ``r >= 1/2``."""
     n_rings = math.lcm(n_bands, 2)  # fine enough to sum into both the bands and the two halves
-    index, size = _rings(*shape, n_rings)
-    energy = np.bincount(index, weights=power.ravel() * _half_plane_weight(*shape),
-                         minlength=n_rings + 1)[:n_rings]
+    rings, size = _rings(*shape, n_rings)
+    energy = rings @ power.ravel()
     total = energy.sum()
     if total <= POWER_FLOOR * size.sum():
         return np.zeros(n_bands), 0.0
@@ -143,18 +203,28 @@ def band_energy_fractions(power: np.ndarray, shape: tuple[int, int], n_bands: in
     return bands, float(energy[n_rings // 2:].sum() / total)
 
 
-def spectrum_features(power: np.ndarray, shape: tuple[int, int], n_bins: int, n_bands: int
-                      ) -> dict[str, float]:
-    """Profile, band shares, high-frequency share and slope of one half-plane power spectrum."""
+@lru_cache(maxsize=16)
+def _spectrum_names(n_bins: int, n_bands: int) -> tuple[str, ...]:
+    """Names of ``spectrum_values``, built once (formatting them per image is not free)."""
+    return (*(f"azimuthal__bin_{k}" for k in range(n_bins)),
+            *(f"band_energy__band_{k}" for k in range(n_bands)), "hf_ratio", "spectral_slope")
+
+
+def spectrum_values(power: np.ndarray, shape: tuple[int, int], n_bins: int, n_bands: int
+                    ) -> np.ndarray:
+    """Centred profile, band shares, high-frequency share and slope of one half-plane power
+    spectrum, in the order of ``_spectrum_names``."""
     profile, slope = log_power_features(power, shape, n_bins)
     bands, high_share = band_energy_fractions(power, shape, n_bands)
     # Subtracting the profile's mean removes overall brightness/contrast, leaving only its shape.
-    centred = profile - profile.mean()
-    features = {f"azimuthal__bin_{k}": float(v) for k, v in enumerate(centred)}
-    features.update({f"band_energy__band_{k}": float(v) for k, v in enumerate(bands)})
-    features["hf_ratio"] = high_share
-    features["spectral_slope"] = slope
-    return features
+    return np.concatenate([profile - profile.mean(), bands, [high_share, slope]])
+
+
+def spectrum_features(power: np.ndarray, shape: tuple[int, int], n_bins: int, n_bands: int
+                      ) -> dict[str, float]:
+    """``spectrum_values`` by name."""
+    return dict(zip(_spectrum_names(n_bins, n_bands),
+                    spectrum_values(power, shape, n_bins, n_bands).tolist()))
 
 
 def centred_square(shape: tuple[int, int], crop: float) -> tuple[int, int, int]:
@@ -162,6 +232,13 @@ def centred_square(shape: tuple[int, int], crop: float) -> tuple[int, int, int]:
     height, width = shape
     side = min(max(2, int(round(crop * min(height, width)))), height, width)
     return (height - side) // 2, (width - side) // 2, side
+
+
+@lru_cache(maxsize=16)
+def _feature_names(channels: tuple[str, ...], n_bins: int, n_bands: int) -> tuple[str, ...]:
+    """Names of the ``fft`` features in output order: channel, then region, then feature."""
+    return tuple(f"{channel}_{region}__{name}" for channel in channels for region in REGIONS
+                 for name in _spectrum_names(n_bins, n_bands))
 
 
 def _check_params(channels: Sequence[str], n_bins: int, n_bands: int, crop: float) -> None:
@@ -205,13 +282,13 @@ def fft(ctx, *, channels: Sequence[str] = ("y",), n_bins: int = 32, n_bands: int
     _check_params(channels, n_bins, n_bands, crop)
     height, width = ctx.shape
     top, left, side = centred_square((height, width), crop)
-    regions = {"full": (0, 0, height, width), "crop": (top, left, side, side)}
-    features: dict[str, float] = {}
+    regions = [(0, 0, height, width), (top, left, side, side)]  # in the order of REGIONS
+    values = []
     for channel in channels:
-        for region, (y0, x0, h, w) in regions.items():
+        for y0, x0, h, w in regions:
             power = ctx.shared(
                 ("fft_power", channel, y0, x0, h, w),
                 lambda: hann_power_spectrum(ctx.channel(channel)[y0:y0 + h, x0:x0 + w]))
-            for name, value in spectrum_features(power, (h, w), n_bins, n_bands).items():
-                features[f"{channel}_{region}__{name}"] = value
-    return features
+            values.append(spectrum_values(power, (h, w), n_bins, n_bands))
+    return dict(zip(_feature_names(tuple(channels), n_bins, n_bands),
+                    np.concatenate(values).tolist()))

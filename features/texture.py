@@ -46,14 +46,16 @@ def _sampling(radius: int) -> tuple[tuple[int, int, np.ndarray | None], ...]:
     return tuple(sampling)
 
 
-def lbp_patterns(image: np.ndarray, radius: int) -> np.ndarray:
+def lbp_patterns(image: np.ndarray, radius: int, plane: np.ndarray | None = None) -> np.ndarray:
     """8-bit LBP patterns (bit p set when neighbour p >= centre) of an image's interior pixels.
 
     Only the ``(H - 2R, W - 2R)`` pixels whose whole circle of neighbours lies inside the image
     get a code, as in Ojala et al.; off-grid neighbours are bilinearly interpolated (not rounded
     to the nearest pixel), each as one 2x2 filter over the image. ``image`` is float32 on the
     8-bit scale; interpolated values within ``TIE_TOLERANCE`` below the centre count as ties
-    (bit set), so exact ties are kept whatever the float rounding.
+    (bit set), so exact ties are kept whatever the float rounding. ``plane``, optional, is the
+    same image as uint8 when all its values are whole 8-bit steps: on-grid neighbours are then
+    compared on it, with the same result and a quarter of the memory traffic.
     """
     if int(radius) != radius or radius < 1:
         raise ValueError(f"LBP radius must be a positive integer, got {radius!r}")
@@ -62,20 +64,34 @@ def lbp_patterns(image: np.ndarray, radius: int) -> np.ndarray:
     if height <= 0 or width <= 0:
         return np.zeros((max(height, 0), max(width, 0)), np.uint8)
     image = np.ascontiguousarray(image, dtype=np.float32)
-    centre = image[radius:-radius, radius:-radius]
-    patterns = np.zeros((height, width), np.uint8)
-    bit = np.empty((height, width), np.uint8)
-    interpolated = np.empty_like(image)
+    if plane is None:
+        plane = image
+    elif plane.shape != image.shape or plane.dtype != np.uint8:
+        raise ValueError(f"plane must be uint8 of the image's shape {image.shape}, "
+                         f"got {plane.dtype} {plane.shape}")
+    interior = (slice(radius, radius + height), slice(radius, radius + width))
+    patterns = np.empty((height, width), np.uint8)
+    bit = np.empty_like(patterns)
+    interpolated = np.empty((height + 1, image.shape[1]), np.float32)
     for p, (top, left, weights) in enumerate(_sampling(radius)):
-        source = image
-        if weights is not None:
-            # Interpolation is the only rounding: add the tie tolerance to its result.
-            source = cv2.filter2D(image, cv2.CV_32F, weights, dst=interpolated, anchor=(0, 0),
-                                  delta=TIE_TOLERANCE)
-        neighbour = source[radius + top:radius + top + height, radius + left:radius + left + width]
-        cv2.compare(neighbour, centre, cv2.CMP_GE, dst=bit)
-        # NumPy, not OpenCV, where a scalar is an operand: OpenCV reads tiny arrays as scalars.
-        patterns |= np.bitwise_and(bit, np.uint8(1 << p), out=bit)
+        first_row = radius + top
+        if weights is None:
+            centre = plane[interior]
+            neighbour = plane[first_row:first_row + height, radius + left:radius + left + width]
+        else:
+            # Only the rows under the 2x2 footprints, full width (so each row is computed as
+            # over the whole image). Interpolation is the only rounding: add the tie tolerance.
+            cv2.filter2D(image[first_row:first_row + height + 1], cv2.CV_32F, weights,
+                         dst=interpolated, anchor=(0, 0), delta=TIE_TOLERANCE)
+            centre = image[interior]
+            neighbour = interpolated[:height, radius + left:radius + left + width]
+        # The first bit is written straight into the patterns, later ones ORed in. NumPy, not
+        # OpenCV, where a scalar is an operand: OpenCV reads tiny arrays as scalars.
+        target = bit if p else patterns
+        np.bitwise_and(cv2.compare(neighbour, centre, cv2.CMP_GE, dst=target), np.uint8(1 << p),
+                       out=target)
+        if p:
+            patterns |= bit
     return patterns
 
 
@@ -126,7 +142,8 @@ def lbp_code_map(ctx: ImageContext, channel: str, radius: int, mapping: str) -> 
     """
     if mapping == "default":
         return ctx.shared(("lbp", channel, radius, mapping),
-                          lambda: lbp_patterns(ctx.channel_8bit(channel), radius))
+                          lambda: lbp_patterns(ctx.channel_8bit(channel), radius,
+                                               ctx.plane_8bit(channel)))
     table = lbp_mapping(mapping)[0]
     return ctx.shared(("lbp", channel, radius, mapping),
                       lambda: cv2.LUT(lbp_code_map(ctx, channel, radius, "default"), table))

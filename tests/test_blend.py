@@ -4,8 +4,13 @@ import cv2
 import numpy as np
 import pytest
 
-from features.blend import (REGION_BITS, blend, chi_square, face_regions, grouped_mad,
-                            region_histograms, region_moments)
+import warnings
+
+from skimage.feature import local_binary_pattern
+
+from features.blend import (REGION_BITS, Rect, blend, chi_square, face_regions, grouped_mad,
+                            integer_moments, region_channel_moments, region_histograms,
+                            region_moments, region_views, window_view)
 from features.context import ImageContext
 from features.face import FaceBox, largest_face
 
@@ -210,3 +215,71 @@ def test_parameters_are_validated():
         blend(ctx, kernels=("nope",))
     with pytest.raises(ValueError):
         blend(ctx, ring_scale=0.9)
+
+
+def test_region_views_are_the_rectangles_in_map_coordinates_clipped_to_the_map():
+    # values[i, j] = 100 i + j belongs to image pixel (i + 1, j + 2).
+    values = np.add.outer(100 * np.arange(10), np.arange(12))
+    views = region_views(values, (1, 2), [Rect(0, 4, 0, 5), Rect(3, 5, 6, 8), Rect(20, 30, 0, 5)])
+    # Rows 0..3 and columns 0..4 of the image: map rows 0..2 (row -1 is off the map), columns
+    # 0..2; the last rectangle lies wholly off the map and gives no view.
+    assert len(views) == 2
+    np.testing.assert_array_equal(views[0], [[0, 1, 2], [100, 101, 102], [200, 201, 202]])
+    np.testing.assert_array_equal(views[1], [[204, 205], [304, 305]])
+
+
+def test_window_view_crops_the_map_and_moves_the_origin():
+    values = np.add.outer(100 * np.arange(20), np.arange(30))
+    view, origin = window_view(values, (1, 1), Rect(5, 12, 8, 40))
+    # Image rows 5..11 are map rows 4..10; image columns 8..39 are map columns 7..29 (clipped).
+    assert view.shape == (7, 23) and origin == (5, 8)
+    assert view[0, 0] == 407 and view[-1, -1] == 1029
+
+
+def test_integer_moments_equal_the_moments_of_the_float_map():
+    regions, masks = full_masks((100, 120), BOX)
+    values = np.random.default_rng(12).integers(-2000, 2000, (98, 118)).astype(np.float32)
+    on_grid = np.full((100, 120), np.nan)
+    on_grid[1:-1, 1:-1] = values
+    moments = integer_moments(values, (1, 1), regions)
+    for column, name in enumerate(("inner", "ring", "band")):
+        inside = on_grid[masks[name] & ~np.isnan(on_grid)]
+        expected = [inside.size, inside.mean(), inside.var(), np.abs(inside).mean()]
+        np.testing.assert_allclose(moments[:, column], expected, rtol=1e-12)
+
+
+def test_region_channel_moments_match_numpy_per_channel():
+    regions, masks = full_masks((100, 120), BOX)
+    image = np.random.default_rng(9).integers(0, 256, (100, 120, 3)).astype(np.uint8)
+    counts, means, variances = region_channel_moments(image, regions)
+    for column, name in enumerate(("inner", "ring", "band")):
+        inside = image[masks[name]].astype(float)          # (pixels, 3)
+        assert counts[column] == masks[name].sum()
+        np.testing.assert_allclose(means[:, column], inside.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(variances[:, column], inside.var(axis=0), rtol=1e-9)
+
+
+def test_region_histograms_of_16_bit_codes():
+    regions, masks = full_masks((100, 120), BOX)
+    codes = np.random.default_rng(10).integers(0, 1021, (99, 119)).astype(np.uint16)
+    histograms = region_histograms(codes, (0, 0), regions, 1021)
+    for row, name in enumerate(("inner", "ring", "band")):
+        np.testing.assert_array_equal(histograms[row],
+                                      np.bincount(codes[masks[name][:-1, :-1]], minlength=1021))
+
+
+def test_lbp_histograms_equal_skimage_uniform_codes_per_region():
+    rng = np.random.default_rng(11)
+    values = cv2.GaussianBlur(rng.uniform(0, 255, (100, 120)), (0, 0), 1.0)
+    ctx = grey_context(values, BOX)
+    features = blend(ctx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        codes = local_binary_pattern(ctx.rgb[..., 0], 8, 1, "uniform").astype(int)
+    _, masks = full_masks((100, 120), BOX)
+    for name in ("inner", "ring", "band"):
+        interior = masks[name].copy()                 # pixels with all neighbours in the image
+        interior[[0, -1], :] = interior[:, [0, -1]] = False
+        expected = np.bincount(codes[interior], minlength=10) / interior.sum()
+        got = [features[f"y_lbp__{name}_bin_{code}"] for code in range(10)]
+        np.testing.assert_allclose(got, expected, atol=1e-12)

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from features.colour import colour, histogram_moments, histogram_percentiles, plane_correlations
+from features.colour import (colour, histogram_correlation, histogram_moments,
+                             histogram_percentiles, joint_byte_histogram, plane_correlations)
 from features.context import ImageContext
 
 
@@ -98,6 +99,29 @@ def test_channel_correlation_sign_and_independence():
     assert features["residual_correlation__r_g"] == pytest.approx(-1.0)
     assert abs(features["correlation__r_b"]) < 0.05
     assert abs(features["residual_correlation__r_b"]) < 0.05
+
+
+def test_joint_byte_histogram_counts_level_pairs():
+    pixels = np.zeros((2, 3, 3), np.uint8)
+    pixels[..., 1] = [[7, 7, 9], [7, 0, 9]]
+    pixels[..., 2] = [[200, 200, 3], [200, 3, 3]]
+    joint = joint_byte_histogram(pixels, 2, 1)
+    assert joint.shape == (256, 256) and joint.sum() == 6
+    assert (joint[200, 7], joint[3, 9], joint[3, 0]) == (3, 2, 1)
+
+
+def test_histogram_correlation_by_hand_and_against_numpy():
+    levels = np.arange(2.0)
+    assert histogram_correlation(np.array([[2.0, 0], [0, 2]]), levels, levels) == pytest.approx(1)
+    assert histogram_correlation(np.array([[0.0, 1], [1, 0]]), levels, levels) == pytest.approx(-1)
+    assert histogram_correlation(np.array([[3.0, 1], [0, 0]]), levels, levels) == 0.0  # constant
+    rng = np.random.default_rng(6)
+    first = rng.integers(0, 256, 5000)
+    second = np.clip(first // 2 + rng.integers(0, 100, 5000), 0, 255)
+    joint = np.zeros((256, 256))
+    np.add.at(joint, (first, second), 1)
+    assert histogram_correlation(joint, np.arange(256.0), np.arange(256.0)) == pytest.approx(
+        np.corrcoef(first, second)[0, 1], abs=1e-12)
 
 
 def test_plane_correlations_match_numpy_and_handle_constant_planes():

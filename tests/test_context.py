@@ -35,3 +35,14 @@ def test_rgb_extremes_are_the_per_pixel_max_and_min(rgb):
 def test_unknown_channel_is_named_in_the_error(rgb):
     with pytest.raises(ValueError, match="'q'"):
         ImageContext(rgb).channel("q")
+
+
+def test_8bit_planes_are_the_jpeg_ycbcr_and_rgb_planes(rgb):
+    y, cr, cb = np.moveaxis(cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb), 2, 0)
+    context = ImageContext(rgb)
+    expected = {"y": y, "cb": cb, "cr": cr, "r": rgb[..., 0], "g": rgb[..., 1], "b": rgb[..., 2]}
+    for name, plane in expected.items():
+        got = context.plane_8bit(name)
+        assert got.dtype == np.uint8 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, plane, err_msg=name)
+    assert all(context.plane_8bit(name) is None for name in ("h", "s", "v", "r_g"))

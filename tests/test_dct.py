@@ -3,8 +3,8 @@ import pytest
 import scipy.fft
 
 from features.context import ImageContext
-from features.dct import (BENFORD, ZIGZAG, block_dct, dct, first_digit_histogram,
-                          global_log_dct_zones, jensen_shannon_divergence)
+from features.dct import (BENFORD, ZIGZAG, block_dct, block_statistics, dct,
+                          first_digit_histogram, global_log_dct_zones, jensen_shannon_divergence)
 
 
 def _grey(image: np.ndarray) -> ImageContext:
@@ -84,6 +84,27 @@ def test_benford_sample_has_near_zero_divergence_and_uniform_digits_do_not():
     uniform_digits = first_digit_histogram(rng.integers(1, 10, 9000))
     np.testing.assert_allclose(uniform_digits, 1 / 9, atol=0.02)
     assert jensen_shannon_divergence(uniform_digits, BENFORD) > 0.02
+
+
+def test_first_digits_round_halves_to_even():
+    # np.rint semantics: 0.5 -> 0 (not counted), 1.5 -> 2, 2.5 -> 2, -2.5 -> 2, 9.5 -> 10.
+    histogram = first_digit_histogram(np.array([0.5, 1.5, 2.5, -2.5, 9.5], np.float32))
+    np.testing.assert_allclose(histogram, np.bincount([2, 2, 2, 1], minlength=10)[1:] / 4)
+
+
+def test_first_digits_reject_magnitudes_beyond_the_dct_range():
+    with pytest.raises(ValueError, match="2041"):
+        first_digit_histogram(np.array([3.0, -2042.0]))
+
+
+def test_block_statistics_by_hand():
+    coefficients = np.zeros((4, 64), np.float32)
+    coefficients[:, 5] = [1, -3, 5, -7]
+    mean_abs, spread = block_statistics(coefficients)
+    # Mean |c| = 16 / 4; mean -1, deviations 2, -2, 6, -6: variance 80 / 4.
+    assert mean_abs[5] == pytest.approx(4.0)
+    assert spread[5] == pytest.approx(np.sqrt(20.0))
+    assert np.count_nonzero(mean_abs) == 1 and np.count_nonzero(spread) == 1
 
 
 def test_jensen_shannon_divergence_by_hand():

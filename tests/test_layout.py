@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from features.context import ImageContext
-from features.layout import cell_mean_std, layout
+from features.layout import cell_mean_std, layout, noise_map, sharpness_map
 
 
 def rgb_of_gray(gray):
@@ -59,3 +59,26 @@ def test_bad_parameters_are_errors():
         layout(context, grid=0)
     with pytest.raises(ValueError, match="unknown layout maps"):
         layout(context, maps=("y", "depth"))
+
+
+def test_cell_statistics_with_a_scratch_buffer_match_numpy():
+    values = np.random.default_rng(3).uniform(0, 255, (48, 32)).astype(np.float32)
+    scratch = np.full_like(values, np.nan)  # stale contents must not leak into the result
+    mean, std = cell_mean_std(values, 4, scratch)
+    blocks = values.reshape(4, 12, 4, 8).transpose(0, 2, 1, 3).reshape(4, 4, -1)
+    np.testing.assert_allclose(mean, blocks.mean(axis=2), rtol=1e-6)
+    np.testing.assert_allclose(std, blocks.std(axis=2), rtol=1e-4)
+
+
+def test_sharpness_and_noise_of_an_impulse_by_hand():
+    gray = np.zeros((5, 5), np.float32)
+    gray[2, 2] = 9
+    out = np.full_like(gray, np.nan)  # stale contents must be overwritten
+    sharpness = sharpness_map(gray, out)
+    assert sharpness is out
+    assert sharpness[2, 2] == 36 and sharpness[1, 2] == sharpness[2, 1] == 9  # |-4 * 9|, |1 * 9|
+    assert sharpness[1, 1] == 0 and sharpness[0, 0] == 0
+    noise = noise_map(gray, np.full_like(gray, np.nan))
+    # box3 is 1 at the impulse and its 8 neighbours: residuals 9 - 1 = 8 and 0 - 1 = -1.
+    assert noise[2, 2] == pytest.approx(64) and noise[1, 1] == pytest.approx(1)
+    assert noise[0, 0] == 0

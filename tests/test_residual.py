@@ -145,3 +145,19 @@ def test_invalid_parameters_are_errors():
     for bad in (dict(order=4), dict(t=0), dict(t=20, order=3), dict(q=0)):
         with pytest.raises(ValueError):
             residual(ctx, **bad)
+
+
+def test_first_difference_of_fractional_values_is_the_float32_difference():
+    image = np.random.default_rng(4).normal(100, 30, (9, 11)).astype(np.float32)
+    np.testing.assert_array_equal(residual_map(image, "o1", "h"), image[:, 1:] - image[:, :-1])
+    np.testing.assert_array_equal(residual_map(image, "o1", "v"), image[1:] - image[:-1])
+
+
+def test_moments_of_a_map_taller_than_one_block_match_numpy():
+    # 700 x 300 values span several row blocks of the moment computation, the last one partial.
+    values = np.random.default_rng(6).standard_t(5, (700, 300)).astype(np.float32) * 3 + 0.5
+    expected = values.astype(np.float64) / 2
+    got = residual_statistics(values, 2.0)
+    assert got["std"] == pytest.approx(expected.std(), rel=1e-6)
+    assert got["mean_abs"] == pytest.approx(np.abs(expected).mean(), rel=1e-6)
+    assert got["kurtosis"] == pytest.approx(stats.kurtosis(expected.ravel()), rel=1e-5)

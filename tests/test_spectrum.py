@@ -1,8 +1,10 @@
+import cv2
 import numpy as np
 import pytest
 
 from features.context import ImageContext
-from features.spectrum import fft, hann_power_spectrum, spectrum_features
+from features.spectrum import (_rings, fft, hann_power_spectrum, packed_dft_power,
+                               spectrum_features)
 
 N_BINS = 32
 
@@ -122,6 +124,29 @@ def test_names_do_not_depend_on_image_size_and_values_are_finite():
     assert len(names) == 3 * 2 * (16 + 3 + 2)
     assert "y_full__azimuthal__bin_15" in names and "g_crop__hf_ratio" in names
     assert "cr_full__band_energy__band_2" in names and "y_crop__spectral_slope" in names
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (7, 8), (6, 9), (7, 9), (2, 2), (1, 8), (8, 1), (1, 1),
+                                   (64, 96)])
+def test_packed_dft_power_is_the_squared_magnitude_of_the_half_plane_spectrum(shape):
+    image = np.random.default_rng(8).normal(size=shape).astype(np.float32)
+    expected = np.abs(np.fft.rfft2(image.astype(np.float64))) ** 2
+    power = packed_dft_power(cv2.dft(image))
+    assert power.shape == expected.shape
+    np.testing.assert_allclose(power, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("height, width", [(16, 16), (15, 22)])
+def test_ring_sums_count_every_full_plane_frequency_once(height, width):
+    # Over the full (unshifted) frequency grid, count the frequencies of each ring k/8 <= r <
+    # (k+1)/8 of the disc 0 < r < 1; summing ones over the half plane must give the same numbers.
+    fy, fx = np.meshgrid(np.fft.fftfreq(height) * 2, np.fft.fftfreq(width) * 2, indexing="ij")
+    radius = np.hypot(fy, fx)
+    inside = (radius > 0) & (radius < 1)
+    expected = np.bincount((radius[inside] * 8).astype(int), minlength=8)
+    rings, size = _rings(height, width, 8)
+    np.testing.assert_array_equal(rings @ np.ones(height * (width // 2 + 1)), expected)
+    np.testing.assert_array_equal(size, expected)
 
 
 def test_power_spectra_are_shared_through_the_context():

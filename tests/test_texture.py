@@ -185,3 +185,16 @@ def test_glcm_names_do_not_depend_on_image_size_and_are_finite_on_tiny_images():
     assert list(small) == list(large)
     assert len(small) == len(GLCM_PROPERTIES) * 2 * 4
     assert np.isfinite(list(small.values())).all()
+
+
+@pytest.mark.parametrize("radius", [1, 2])
+def test_uint8_plane_gives_the_same_patterns_as_the_float_image(radius):
+    # Plateaus make many exact on-grid ties, which must count as ">=" on either copy.
+    plateaus = (np.random.default_rng(radius).integers(0, 4, (30, 33)) * 60).astype(np.uint8)
+    np.testing.assert_array_equal(lbp_patterns(plateaus.astype(np.float32), radius, plateaus),
+                                  lbp_patterns(plateaus.astype(np.float32), radius))
+    noise = np.random.default_rng(9).integers(0, 256, (40, 44)).astype(np.uint8)
+    np.testing.assert_array_equal(lbp_patterns(noise.astype(np.float32), radius, noise),
+                                  skimage_lbp(noise, radius, "default"))
+    with pytest.raises(ValueError, match="plane must be uint8"):
+        lbp_patterns(noise.astype(np.float32), radius, noise.astype(np.float32))
