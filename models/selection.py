@@ -19,7 +19,10 @@ import numpy as np
 
 # The screening model trades trees for a larger step (100 x 0.1 against the default 400 x 0.03):
 # about the same total shrinkage, a quarter of the cost, and a gain ranking of the same splits.
-SCREENING_PARAMS: dict[str, Any] = {"n_estimators": 100, "learning_rate": 0.1}
+# The screening model ranks columns: few trees, each allowed to look at a third of the columns
+# (the plain model's tenth would leave most columns unseen by 100 trees).
+SCREENING_PARAMS: dict[str, Any] = {"n_estimators": 100, "learning_rate": 0.1, "num_leaves": 15,
+                                    "colsample_bytree": 0.3}
 
 
 def check_max_features(max_features: int | None) -> None:
