@@ -492,7 +492,8 @@ def cross_matrix(set_dirs: Sequence[str], config: FeatureConfig, out: Path,
                  settings: dict) -> dict:
     if len(set_dirs) < 2:
         raise ValueError("--cross needs at least two sets")
-    params, seed = settings.get("lightgbm") or {}, settings["seed"]
+    params = boosting.plain_params(config.modality, settings.get("lightgbm"))
+    seed = settings["seed"]
     taken: set[str] = set()
     sets = [prepare_cross_set(set_name_of(Path(d), taken), d, config, out, settings)
             for d in set_dirs]
@@ -528,7 +529,7 @@ def cross_matrix(set_dirs: Sequence[str], config: FeatureConfig, out: Path,
         "feature_fingerprint": config.fingerprint(),
         "launder": launder_step(config.modality) if settings["launder"] else None,
         "folds": settings["folds"], "group_column": settings["group_column"], "seed": seed,
-        "lightgbm_params": {**boosting.DEFAULT_PARAMS, **params},
+        "lightgbm_params": params,
         "auc": matrices, "cells": cells, "notes": notes, "versions": provenance.versions(),
     }
 

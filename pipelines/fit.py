@@ -234,22 +234,28 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
 def fit_lightgbm(table: FeatureTable, settings: dict, plan) -> dict:
     """Plain LightGBM; features are selected inside each training fold, then on all rows for
     the final model (``columns``: the indices it uses)."""
-    params = settings.get("lightgbm") or {}
+    params = plain_params(table, settings)
     cap = settings["max_features"]
     oof = boosting.out_of_fold(table.X, table.y, plan, params, settings["seed"], cap)
     model, columns = boosting.fit_selected(table.X, table.y, params, settings["seed"], cap)
     return {"oof": {"lightgbm": oof}, "writer": lightgbm_writer(model), "explainer": model,
             "columns": columns,
-            "settings": {"lightgbm_params": {**boosting.DEFAULT_PARAMS, **params},
+            "settings": {"lightgbm_params": params,
                          "max_features": cap, "n_features": len(table.feature_names),
                          "n_model_features": len(columns)}}
+
+
+def plain_params(table: FeatureTable, settings: dict) -> dict:
+    """Plain LightGBM parameters for the table's modality, with the config's ``lightgbm:``."""
+    modality = table.meta["feature_config"]["modality"]
+    return boosting.plain_params(modality, settings.get("lightgbm"))
 
 
 def family_ablation(table: FeatureTable, plan, originals: np.ndarray, settings: dict) -> dict:
     """Out-of-fold AUC of each family alone and of all families but it (plain LightGBM, with
     the run's --max-features cap)."""
     families = np.array([family_of(n) for n in table.feature_names])
-    params = settings.get("lightgbm") or {}
+    params = plain_params(table, settings)
     y = table.y[originals]
 
     def oof_auc(columns: np.ndarray) -> float:

@@ -152,7 +152,7 @@ def test_max_features_bundle_predicts_on_files_as_the_fitted_model(dataset, tmp_
     assert fit.main(["--features", str(features), "--out", str(run), "--folds", "2",
                      "--max-features", "4"]) == 0
     table = fit.load_feature_table(features)
-    model, columns = boosting.fit_selected(table.X, table.y, {}, 0, 4)
+    model, columns = boosting.fit_selected(table.X, table.y, boosting.plain_params("image"), 0, 4)
     manifest = json.loads((run / "model" / "manifest.json").read_text())
     used = [table.feature_names[j] for j in columns]
     assert manifest["feature_names"] == table.feature_names and len(table.feature_names) > 8
@@ -190,7 +190,7 @@ def test_dropped_features_are_never_read_and_predict_still_checks_the_full_list(
                          "--n-jobs", "1"]) == 0
     with open(submission) as handle:
         scores = {r["img_name"]: float(r["y_pred"]) for r in csv.DictReader(handle)}
-    model = boosting.fit_full(table.X[:, kept], table.y, {}, 0)
+    model = boosting.fit_full(table.X[:, kept], table.y, boosting.plain_params("image"), 0)
     np.testing.assert_allclose([scores[n] for n in table.names],
                                model.predict_proba(table.X[:, kept])[:, 1], atol=5e-7)
 
