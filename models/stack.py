@@ -271,7 +271,6 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         look best when it scored worst on new rows (C. Ambroise, G. J. McLachlan, "Selection
         bias in gene extraction on the basis of microarray gene-expression data", PNAS, 2002).
         """
-        y = y.astype(int)
         columns = [select_features(X_all[train], y[train], self.max_features,
                                    seed=self.random_state) for train, _ in splits]
         tasks = [(name, fold) for name in _slowest_first(names) for fold in range(len(splits))]

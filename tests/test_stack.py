@@ -219,3 +219,22 @@ def test_auto_meta_keeps_rank_averaging_when_a_fitted_combiner_is_not_clearly_be
     kind, stacked = choose_meta("auto", oof, y, splits)
     assert kind == "rank_mean"
     np.testing.assert_array_equal(stacked, rank_mean)
+
+
+def test_oof_folds_choose_their_columns_without_the_held_out_labels():
+    from models.stack import OOF_SEED_OFFSET
+    from models.tuning import make_splits
+    rng = np.random.default_rng(7)
+    n = 300
+    y = rng.integers(0, 2, n)
+    X = rng.normal(size=(n, 6)).astype(np.float32)
+    X[:, 1] += 0.8 * y  # informative everywhere
+    held_out = make_splits(y, None, 3, OOF_SEED_OFFSET)[0][1]  # fold 0 of the OOF partition
+    X[held_out, 4] = 5.0 * y[held_out]  # informative on fold 0's held-out rows only
+    stack = GradientBoostedStack(learners=("logistic",), search_spaces=SPACES, n_trials=2,
+                                 n_jobs=1, max_features=1, meta="rank_mean").fit(X, y)
+    assert stack.support_.tolist() == [4]  # chosen on all rows, the leak wins
+    # Fold 0 chose column 1 on its training rows, so its held-out rows are scored without it.
+    oof = stack.oof_predictions_["logistic"].to_numpy()
+    assert auc(y[held_out], oof[held_out]) < 0.85
+    assert auc(y[held_out], X[held_out, 4]) == 1.0
