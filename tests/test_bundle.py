@@ -1,4 +1,3 @@
-import builtins
 import json
 import pickle
 
