@@ -32,16 +32,15 @@ from typing import NamedTuple, Sequence
 import cv2
 import numpy as np
 
-from features.context import ImageContext
+from features.context import YCRCB_PLANES, ImageContext
 from features.face import FaceBox, largest_face
 from features.registry import register
 from features.residual import KERNELS, shared_residual
-from features.texture import lbp_code_map, lbp_mapping
+from features.texture import lbp_bin_merge, lbp_code_map, lbp_mapping
 
 REGIONS = ("inner", "ring", "band")
 REGION_BITS = {"inner": 1, "ring": 2, "band": 4}
 BLEND_CHANNELS = ("y", "cb", "cr")   # integer-valued channels: the noise histogram needs that
-YCRCB_ORDER = ("y", "cr", "cb")      # the planes of ImageContext.ycrcb8 (OpenCV's YCrCb)
 LOG_EPS = 1e-2                       # keeps log ratios of flat regions finite (grey levels)
 MAD_TO_SIGMA = 0.6745                # median |z| of a standard normal z
 HH_OFFSET = 510                      # |x00 - x01 - x10 + x11| <= 2 * 255 for 8-bit values
@@ -320,12 +319,11 @@ def chi_square(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def _lbp_features(ctx: ImageContext, regions: FaceRegions) -> dict[str, float]:
-    table, n_codes = lbp_mapping("uniform")
-    # Count the raw 8-bit patterns (the map the texture family shares), then merge their bins:
-    # cheaper than mapping every pixel to its code first.
+    n_codes = lbp_mapping("uniform")[1]
+    # Count the raw 8-bit patterns (the map the texture family shares), then merge their bins.
     patterns = lbp_code_map(ctx, "y", LBP_RADIUS, "default")
     counts = region_histograms(patterns, (LBP_RADIUS, LBP_RADIUS), regions, 256) \
-        @ np.eye(n_codes)[table]
+        @ lbp_bin_merge("uniform")
     totals = counts.sum(axis=1, keepdims=True)
     histograms = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     features = {f"y_lbp__{region}_bin_{code}": float(histograms[r, code])
@@ -422,7 +420,7 @@ def blend(ctx: ImageContext, *, channels: Sequence[str] = ("y", "cb", "cr"),
     # All three 8-bit planes at once: one pass per rectangle, whichever channels are asked for.
     counts, means, variances = region_channel_moments(ctx.ycrcb8, regions)
     for channel in channels:
-        plane = YCRCB_ORDER.index(channel)
+        plane = YCRCB_PLANES[channel]
         features.update(_contrasts(f"{channel}_mean", means[plane], counts, False))
         features.update(_contrasts(f"{channel}_std", np.sqrt(variances[plane]), counts, True))
     # The window and a one-pixel margin: the Laplacian of its pixels, anchored at the centre.

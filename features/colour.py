@@ -14,6 +14,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from features.context import YCRCB_PLANES
 from features.registry import register
 
 PAIRS = ((0, 1), (0, 2), (1, 2))  # channel pairs (R, G), (R, B), (G, B) and their names
@@ -159,8 +160,7 @@ def colour(ctx, *, percentiles: Sequence[float] = (5, 25, 50, 75, 95),
                      for q, level in zip(percentiles, quantiles)})
     features.update(exposure_fractions(brightest, darkest, clip_margins))
 
-    # OpenCV's 8-bit YCrCb holds Y, Cr, Cb in that order.
-    chroma = joint_byte_histogram(ctx.ycrcb8, 2, 1)  # (Cb, Cr) pairs
+    chroma = joint_byte_histogram(ctx.ycrcb8, YCRCB_PLANES["cb"], YCRCB_PLANES["cr"])
     for name, counts in (("cb", chroma.sum(axis=1)), ("cr", chroma.sum(axis=0))):
         moments = histogram_moments(counts, levels - 128)
         features.update({f"{name}__{moment}": value for moment, value

@@ -15,8 +15,9 @@ CHANNELS = ("y", "cb", "cr", "h", "s", "v", "r", "g", "b")
 # Full scale of each channel as ``ImageContext.channel`` returns it; the rest are 0..255.
 _FULL_SCALE = {"h": 360.0, "s": 1.0, "v": 1.0}
 _DIFFERENCE_CHANNELS = {"r_g": ("r", "g"), "g_b": ("g", "b"), "b_r": ("b", "r")}
-_YCRCB_PLANES = {"y": 0, "cr": 1, "cb": 2}
-_RGB_PLANES = {"r": 0, "g": 1, "b": 2}
+# Plane index of each channel in ``ycrcb8`` (OpenCV's order: Y, Cr, Cb) and in ``rgb_planes``.
+YCRCB_PLANES = {"y": 0, "cr": 1, "cb": 2}
+RGB_PLANES = {"r": 0, "g": 1, "b": 2}
 
 
 class ImageContext:
@@ -102,10 +103,10 @@ class ImageContext:
         ``channel`` and ``channel_8bit`` hold the same values as float32; integer-exact steps
         (comparisons, differences) can run on this quarter-size copy instead.
         """
-        if name in _YCRCB_PLANES:
-            return self.ycrcb_planes[_YCRCB_PLANES[name]]
-        if name in _RGB_PLANES:
-            return self.rgb_planes[_RGB_PLANES[name]]
+        if name in YCRCB_PLANES:
+            return self.ycrcb_planes[YCRCB_PLANES[name]]
+        if name in RGB_PLANES:
+            return self.rgb_planes[RGB_PLANES[name]]
         return None
 
     def channel_8bit(self, name: str) -> np.ndarray:

@@ -135,6 +135,17 @@ def _mapping_table(mapping: str) -> tuple[np.ndarray, int]:
     raise ValueError(f"unknown LBP mapping {mapping!r}; known: {LBP_MAPPINGS}")
 
 
+@lru_cache(maxsize=None)
+def lbp_bin_merge(mapping: str) -> np.ndarray:
+    """(256, n_codes) 0/1 matrix taking a histogram of raw 8-bit patterns to one of the mapping's
+    codes: counting the raw patterns and merging their bins is cheaper than mapping every pixel
+    to its code first."""
+    table, n_codes = lbp_mapping(mapping)
+    merge = np.eye(n_codes)[table]
+    merge.setflags(write=False)
+    return merge
+
+
 def lbp_code_map(ctx: ImageContext, channel: str, radius: int, mapping: str) -> np.ndarray:
     """LBP codes of a channel's interior pixels, shared through ``ctx.shared``.
 
@@ -173,9 +184,8 @@ def texture(ctx: ImageContext, *, channels: Sequence[str] = ("y", "cb", "cr"),
     analysis", ICIP 2015.
     """
     levels = check_levels(levels)
-    table, n_codes = lbp_mapping(mapping)
-    # Pool the raw patterns, then merge their bins: cheaper than mapping every pixel first.
-    merge = np.eye(n_codes)[table]
+    n_codes = lbp_mapping(mapping)[1]
+    merge = lbp_bin_merge(mapping)
     features: dict[str, float] = {}
     for channel in channels:
         for radius in radii:
