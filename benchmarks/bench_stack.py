@@ -47,7 +47,7 @@ def main(argv=None) -> None:
     parser.add_argument("--cv", type=int, default=3)
     parser.add_argument("--n-jobs", type=int, default=-1)
     parser.add_argument("--learners", nargs="+", default=list(LEARNER_NAMES))
-    parser.add_argument("--meta", default="logistic")
+    parser.add_argument("--meta", default="rank_mean")
     parser.add_argument("--storage", default=None, help="journal file or database URL")
     parser.add_argument("--max-features", type=int, default=None,
                         help="keep this many features, by a screening LightGBM's gain")

@@ -7,8 +7,13 @@ must not be tuned: seeds, threads, class-imbalance weights and early stopping.
 
 Early stopping (boosters only): the training part is split once more (stratified, grouped when
 groups are given) into an inner training and an inner validation part; the booster is grown on the
-inner training part until the validation log-loss has not improved for ``patience`` rounds. The best
-number of rounds is then used to refit on the whole training part (``refit=True``, the default).
+inner training part until the validation log-loss has not improved for ``patience`` rounds. The
+refit on the whole training part (``refit=True``, the default) grows the best number of rounds
+scaled by the ratio of rows, n_all / n_inner (about 1 / (1 - validation_fraction)): a booster
+fitted on more rows keeps improving for more rounds (the usual rule when refitting on all the
+data after early stopping). On stylegan140k_small (default preset, 5-fold, the plain image
+parameters at learning rate 0.03, patience 100) the unscaled count gave AUC 0.877, the scaled one
+0.879, a fixed 1,500 rounds 0.884.
 
 Threads: each model uses ``n_threads`` threads (default 1). On a 2-core machine the stack runs two
 models at once in separate processes rather than one model on two threads: LightGBM and XGBoost
@@ -17,6 +22,7 @@ thread per model keeps every result bit-identical whatever the number of paralle
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import lightgbm
@@ -70,12 +76,14 @@ class UnweightedBinningHistGB(HistGradientBoostingClassifier):
 class EarlyStopping:
     """How boosters find their number of rounds: inner validation share and patience in rounds."""
     validation_fraction: float = 0.2
-    patience: int = 30
+    # On a few hundred validation rows the log-loss is noisy: with 30 rounds of patience LightGBM
+    # stopped early enough to lose 0.009 AUC on stylegan140k_small against 100 rounds.
+    patience: int = 100
 
 
 @dataclass
 class FittedLearner:
-    """A fitted base learner; ``n_rounds`` is the boosting rounds kept (None for logistic)."""
+    """A fitted base learner; ``n_rounds`` is its number of boosting rounds (None for logistic)."""
     name: str
     estimator: object
     n_rounds: int | None
@@ -158,10 +166,16 @@ def fit_learner(name: str, params: dict, X, y, groups=None, *, random_state: int
         n_rounds = best_rounds(name, stopped)
         if not refit:
             return FittedLearner(name, stopped, n_rounds, n_threads)
+        n_rounds = refit_rounds(n_rounds, len(inner), len(y))
         final = make_estimator(name, {**params, ROUNDS_PARAM[name]: n_rounds},
                                positive_weight=weight, random_state=random_state,
                                n_threads=n_threads)
         return FittedLearner(name, final.fit(X, y), n_rounds, n_threads)
+
+
+def refit_rounds(best: int, n_inner: int, n_all: int) -> int:
+    """Rounds for the refit on ``n_all`` rows, the best count on ``n_inner`` rows scaled up."""
+    return max(1, math.ceil(best * n_all / max(n_inner, 1)))
 
 
 def inner_validation_split(y, groups, validation_fraction: float, random_state: int):

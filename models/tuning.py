@@ -4,7 +4,8 @@ The objective is the mean ROC AUC over cross-validation folds (StratifiedKFold, 
 StratifiedGroupKFold when groups are given); the folds are fixed by ``random_state`` so that every
 trial is scored on the same folds. After each fold the running mean is reported, and a
 MedianPruner stops trials that are below the median of earlier trials at the same fold. The
-sampler is a seeded TPESampler.
+sampler is a seeded TPESampler; a new study first evaluates the ``start`` values of its search
+space, where given (Optuna's ``enqueue_trial``).
 
 Storage: ``None`` keeps the study in memory; a URL (``sqlite:///...``, ``postgresql://...``) uses
 Optuna's database storage; any other string or path is a journal file (Optuna's JournalStorage),
@@ -43,14 +44,17 @@ from models.learners import (LEARNER_NAMES, RESERVED_PARAMS, EarlyStopping, fit_
 
 DEFAULT_SEARCH_SPACES = Path(__file__).resolve().parent.parent / "configs" / "search_spaces.yaml"
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
-_SPEC_KEYS = {"float": {"type", "low", "high", "log", "step"},
-              "int": {"type", "low", "high", "log", "step"},
-              "categorical": {"type", "choices"}}
+_SPEC_KEYS = {"float": {"type", "low", "high", "log", "step", "start"},
+              "int": {"type", "low", "high", "log", "step", "start"},
+              "categorical": {"type", "choices", "start"}}
 
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One hyperparameter: a fixed ``value``, a float/int range, or categorical ``choices``."""
+    """One hyperparameter: a fixed ``value``, a float/int range, or categorical ``choices``.
+
+    ``start`` (optional) is the value the first trial of a new study evaluates.
+    """
     kind: str
     value: object = None
     low: float | None = None
@@ -58,6 +62,7 @@ class ParamSpec:
     log: bool = False
     step: float | None = None
     choices: tuple | None = None
+    start: object = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,10 @@ def _parse_spec(where: str, spec) -> ParamSpec:
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
             raise ValueError(f"search spaces: {where} needs a non-empty list of 'choices'")
-        return ParamSpec(kind, choices=tuple(choices))
+        start = spec.get("start")
+        if start is not None and start not in choices:
+            raise ValueError(f"search spaces: {where} has start {start!r} not among its choices")
+        return ParamSpec(kind, choices=tuple(choices), start=start)
     if "low" not in spec or "high" not in spec:
         raise ValueError(f"search spaces: {where} needs 'low' and 'high'")
     low, high, log = spec["low"], spec["high"], bool(spec.get("log", False))
@@ -128,7 +136,11 @@ def _parse_spec(where: str, spec) -> ParamSpec:
         raise ValueError(f"search spaces: {where} has log=true, so low must be > 0")
     if log and spec.get("step") is not None:
         raise ValueError(f"search spaces: {where} cannot have both log=true and a step")
-    return ParamSpec(kind, low=low, high=high, log=log, step=spec.get("step"))
+    start = spec.get("start")
+    if start is not None and not (isinstance(start, (int, float)) and not isinstance(start, bool)
+                                  and low <= start <= high):
+        raise ValueError(f"search spaces: {where} has start {start!r} outside [{low}, {high}]")
+    return ParamSpec(kind, low=low, high=high, log=log, step=spec.get("step"), start=start)
 
 
 def suggest_params(trial: optuna.Trial, space: dict[str, ParamSpec]) -> dict:
@@ -146,6 +158,12 @@ def suggest_params(trial: optuna.Trial, space: dict[str, ParamSpec]) -> dict:
             params[name] = trial.suggest_float(name, float(spec.low), float(spec.high),
                                                log=spec.log, step=spec.step)
     return params
+
+
+def start_params(space: dict[str, ParamSpec]) -> dict:
+    """The ``start`` values of the space's ranges: the first trial of a new study."""
+    return {name: spec.start for name, spec in space.items()
+            if spec.kind != "fixed" and spec.start is not None}
 
 
 def fixed_params(space: dict[str, ParamSpec]) -> dict:
@@ -197,6 +215,10 @@ def tune_learner(name: str, X, y, groups=None, *, space: dict[str, ParamSpec],
     _check_fingerprint(study, fingerprint)
     _fail_stale_trials(study)
     n_existing = len(study.trials)
+    if n_existing == 0 and start_params(space):
+        # A known-good point first: with a budget of a few trials, TPE's random start-up trials
+        # alone often miss the region that many shallow trees on few columns need.
+        study.enqueue_trial(start_params(space), skip_if_exists=True)
     # Seeded per learner (so learners explore differently), per resume point (so a resumed study
     # does not replay its first random trials) and per worker.
     entropy = [random_state, zlib.crc32(name.encode()), n_existing, worker]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -43,7 +42,8 @@ from models.bundle import check_features, load_bundle
 from models.validation import plan_folds
 from pipelines import provenance
 from pipelines.datasets import Dataset, load_dataset
-from pipelines.options import Option, build_parser, resolve, write_text_atomic
+from pipelines.options import (Option, build_parser, configure_logging, resolve,
+                               write_text_atomic)
 
 AS_IS = "none"
 TARGET_FPRS = metrics.TARGET_FPRS
@@ -665,7 +665,7 @@ def format_robustness(result: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     parser, args = parse_args(argv)
     started = time.time()
     try:

@@ -31,7 +31,8 @@ from features.perturbations import AugmentSpec, augment_plan, source_name
 from features.registry import FeatureConfig, families
 from pipelines import provenance
 from pipelines.datasets import Dataset, load_dataset
-from pipelines.options import Option, atomic_path, build_parser, resolve
+from pipelines.options import (Option, atomic_path, build_parser, configure_logging,
+                               require_data_root, resolve)
 from pipelines.outputs import safe_cell, write_csv_atomic
 
 log = logging.getLogger("pipelines.extract")
@@ -273,7 +274,7 @@ def list_features() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     parser = build_parser("pipelines.extract", __doc__.splitlines()[0], OPTIONS)
     args = parser.parse_args(argv)
     try:
@@ -281,8 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings["list_features"]:
             print(list_features())
             return 0
-        if not settings["data_root"]:
-            parser.error("--data-root is required (or data_root in --config)")
+        require_data_root(parser, settings)
         config = feature_config(settings)
         modality = settings["modality"]
         dataset = load_dataset(settings["data_root"], settings["labels"], require_targets=False,

@@ -27,7 +27,8 @@ from features.perturbations import source_name
 from models.validation import plan_folds, with_copies
 from pipelines import provenance
 from pipelines.extract import read_features_metadata
-from pipelines.options import Option, build_parser, resolve, write_text_atomic
+from pipelines.options import (Option, build_parser, configure_logging, resolve,
+                               write_text_atomic)
 from pipelines.outputs import safe_cell, write_csv_atomic
 
 log = logging.getLogger("pipelines.fit")
@@ -321,8 +322,14 @@ def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups) -> d
                          "storage": storage if not settings["storage"] else "(user storage)",
                          "tuning_trials": trials,
                          "best_params": final.best_params_,
-                         "nested_folds": [{k: f[k] for k in ("fold", "n_train", "n_test")}
-                                          for f in nested.folds]}}
+                         "nested_folds": [nested_fold_summary(f) for f in nested.folds]}}
+
+
+def nested_fold_summary(fold: dict) -> dict:
+    """One outer fold of a nested stack fit: sizes, the combiner chosen (kind and weights, not
+    its rank knots), the rounds of each booster and the number of columns kept."""
+    return {**{k: fold[k] for k in ("fold", "n_train", "n_test", "n_rounds", "n_features")},
+            "meta": {k: fold["meta"][k] for k in ("kind", "coef")}}
 
 
 def stack_params(settings: dict, storage: str) -> dict:
@@ -379,7 +386,7 @@ def tuning_record(storage: str, study_names: list[str]) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     parser = build_parser("pipelines.fit", __doc__.splitlines()[0], OPTIONS)

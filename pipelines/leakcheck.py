@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -46,7 +45,8 @@ from models import boosting, metrics
 from models.validation import plan_folds
 from pipelines import provenance
 from pipelines.datasets import Dataset, load_dataset
-from pipelines.options import Option, build_parser, resolve, write_text_atomic
+from pipelines.options import (Option, build_parser, configure_logging, require_data_root,
+                               resolve, write_text_atomic)
 
 DEFAULT_THRESHOLD = 0.75
 DEFAULT_SHARE_THRESHOLD = 0.05
@@ -316,13 +316,12 @@ def _fmt(value) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     parser = build_parser("pipelines.leakcheck", __doc__.splitlines()[0], OPTIONS)
     args = parser.parse_args(argv)
     try:
         settings = resolve(args, "leakcheck", OPTIONS)
-        if not settings["data_root"]:
-            parser.error("--data-root is required (or data_root in --config)")
+        require_data_root(parser, settings)
         dataset = load_dataset(settings["data_root"], settings["labels"], require_targets=True,
                                modality=settings["modality"])
         result = leak_check(dataset, settings)

@@ -8,6 +8,7 @@ Precedence: command line > config file > the option's default.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import tempfile
 from contextlib import contextmanager
@@ -30,6 +31,17 @@ class Option:
     default: Any = None
     flag: bool = False              # a store_true switch
     choices: Sequence[str] | None = None
+
+
+def configure_logging() -> None:
+    """The commands' progress messages: INFO and above on stderr, one line each."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def require_data_root(parser: argparse.ArgumentParser, settings: dict[str, Any]) -> None:
+    """Exit with a usage error when neither --data-root nor the config gives a data root."""
+    if not settings["data_root"]:
+        parser.error("--data-root is required (or data_root in --config)")
 
 
 def build_parser(prog: str, description: str, options: Sequence[Option],

@@ -20,7 +20,8 @@ from features.registry import FeatureConfig
 from models.bundle import check_features, load_bundle
 from pipelines.datasets import load_dataset
 from pipelines.extract import extract_dataset
-from pipelines.options import Option, build_parser, resolve
+from pipelines.options import (Option, build_parser, configure_logging, require_data_root,
+                               resolve)
 from pipelines.outputs import safe_cell, write_csv_atomic
 
 log = logging.getLogger("pipelines.predict")
@@ -80,13 +81,12 @@ def predict_files(model: str, data_root: str, labels: str | None, out: Path,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     parser = build_parser("pipelines.predict", __doc__.splitlines()[0], OPTIONS)
     args = parser.parse_args(argv)
     try:
         settings = resolve(args, "predict", OPTIONS)
-        if not settings["data_root"]:
-            parser.error("--data-root is required (or data_root in --config)")
+        require_data_root(parser, settings)
         out = Path(settings["out"])
         result = predict_files(settings["model"], settings["data_root"], settings["labels"],
                                out, settings)

@@ -51,6 +51,14 @@ def test_stack_fit_reports_every_learner_and_predicts(features, tmp_path, cap):
         assert summary["auc_ci"]["ci_low"] <= summary["auc"] <= summary["auc_ci"]["ci_high"]
         assert 0.0 <= summary["eer"] <= 1.0
     assert (run / "oof_lightgbm.csv").is_file() and (run / "oof_logistic.csv").is_file()
+    # Each of the 3 outer folds says which combiner it used, with one weight per learner.
+    folds = metrics["run"]["nested_folds"]
+    assert [fold["fold"] for fold in folds] == [0, 1, 2]
+    for fold in folds:
+        assert fold["meta"]["kind"] in {"logistic", "rank_mean", "best"}
+        assert fold["meta"]["kind"] == "rank_mean" or len(fold["meta"]["coef"]) == 2
+        assert fold["n_rounds"]["lightgbm"] >= 1 and fold["n_rounds"]["logistic"] is None
+        assert fold["n_features"] == 4 if cap else fold["n_features"] > 4
     tuning = json.loads((run / "tuning.json").read_text())
     assert set(tuning) == {"final-lightgbm", "final-logistic"}
     assert "Tuning" in (run / "report.html").read_text()

@@ -1,4 +1,6 @@
 """Base learners: imbalance weights, early stopping then refit, median imputation, inner splits."""
+import math
+
 import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -65,13 +67,16 @@ def test_histgb_bins_ignore_the_class_weights_but_the_gradients_do_not():
 
 
 @pytest.mark.parametrize("name", BOOSTERS)
-def test_early_stopping_stops_on_noise_and_the_refit_keeps_the_rounds_found(name):
+def test_early_stopping_stops_on_noise_and_the_refit_scales_the_rounds_found(name):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(300, 5)).astype(np.float32)
     noise_labels = rng.integers(0, 2, 300)
+    stopped = fit_learner(name, SMALL[name], X, noise_labels, refit=False)
     fitted = fit_learner(name, SMALL[name], X, noise_labels)
     # Labels unrelated to X: validation loss stops improving long before the 400-round cap.
-    assert 1 <= fitted.n_rounds < 100
+    assert 1 <= stopped.n_rounds < 100
+    # The refit sees 300 rows instead of the inner 240 (a 20% validation split): 5/4 the rounds.
+    assert fitted.n_rounds == math.ceil(stopped.n_rounds * 300 / 240)
     assert trees_in(fitted) == fitted.n_rounds
 
 

@@ -81,6 +81,10 @@ def test_default_search_spaces_are_valid():
     ({"logistic": {"C": {"type": "float", "low": 0.0, "high": 1.0, "log": True}}}, "low must"),
     ({"logistic": {"C": {"type": "float", "low": "1e-3", "high": 1.0}}}, "numeric"),
     ({"histgb": {"max_leaf_nodes": {"type": "categorical", "choices": []}}}, "non-empty"),
+    ({"logistic": {"C": {"type": "float", "low": 1.0, "high": 2.0, "start": 3.0}}},
+     "logistic.C has start 3.0 outside \\[1.0, 2.0\\]"),
+    ({"histgb": {"max_leaf_nodes": {"type": "categorical", "choices": [7, 15], "start": 31}}},
+     "start 31 not among its choices"),
 ])
 def test_invalid_search_spaces_are_rejected_with_a_clear_message(raw, message):
     with pytest.raises(ValueError, match=message):
@@ -100,6 +104,21 @@ def test_suggested_parameters_stay_in_their_ranges_and_fixed_ones_pass_through()
         assert isinstance(params["num_leaves"], int) and 4 <= params["num_leaves"] <= 9
         assert 0.01 <= params["learning_rate"] <= 0.1
         assert params["boosting_type"] in ("gbdt", "dart")
+
+
+def test_a_new_study_first_evaluates_the_start_values_and_a_resumed_one_does_not_again(tmp_path):
+    X, y = make_data()
+    space = load_search_spaces({"logistic": {
+        "C": {"type": "float", "low": 1.0e-3, "high": 10.0, "log": True, "start": 0.0123},
+        "tol": {"type": "float", "low": 1.0e-5, "high": 1.0e-3, "log": True}}})["logistic"]
+    journal = tmp_path / "studies.log"
+    tune_learner("logistic", X, y, space=space, n_trials=2, storage=journal)
+    first, second = load(journal).trials
+    assert first.params["C"] == 0.0123
+    assert 1.0e-5 <= first.params["tol"] <= 1.0e-3   # no start: sampled as usual
+    assert second.params["C"] != 0.0123
+    tune_learner("logistic", X, y, space=space, n_trials=4, storage=journal)
+    assert [t.params["C"] for t in load(journal).trials].count(0.0123) == 1
 
 
 def test_objective_is_the_mean_cross_validated_auc():
