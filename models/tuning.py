@@ -210,15 +210,15 @@ def tune_learner(name: str, X, y, groups=None, *, space: dict[str, ParamSpec],
         return TuningResult(name, study_name, fixed_params(space), float("nan"), 0, 0)
     storage = open_storage(storage)
     fingerprint = _fingerprint(name, X, y, groups, space, cv, random_state, early_stopping)
-    study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
-                                load_if_exists=True)
+    study, created = _create_or_load(storage, study_name)
     _check_fingerprint(study, fingerprint)
     _fail_stale_trials(study)
     n_existing = len(study.trials)
-    if n_existing == 0 and start_params(space):
+    if created and start_params(space):
         # A known-good point first: with a budget of a few trials, TPE's random start-up trials
-        # alone often miss the region that many shallow trees on few columns need.
-        study.enqueue_trial(start_params(space), skip_if_exists=True)
+        # alone often miss the region that many shallow trees on few columns need. Only the
+        # process that created the study enqueues it, so workers sharing it evaluate it once.
+        study.enqueue_trial(start_params(space))
     # Seeded per learner (so learners explore differently), per resume point (so a resumed study
     # does not replay its first random trials) and per worker.
     entropy = [random_state, zlib.crc32(name.encode()), n_existing, worker]
@@ -241,6 +241,15 @@ def tune_learner(name: str, X, y, groups=None, *, space: dict[str, ParamSpec],
     return TuningResult(name, study_name, {**fixed_params(space), **best.params},
                         float(best.value), len(completed),
                         len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))))
+
+
+def _create_or_load(storage, study_name: str) -> tuple[optuna.Study, bool]:
+    """The study, and whether this call created it (of processes racing, exactly one did)."""
+    try:
+        return optuna.create_study(storage=storage, study_name=study_name,
+                                   direction="maximize"), True
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(study_name=study_name, storage=storage), False
 
 
 def _cv_auc_objective(name, X, y, groups, space, splits, random_state, n_threads, early_stopping):
