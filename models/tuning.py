@@ -116,18 +116,18 @@ def _parse_spec(where: str, spec) -> ParamSpec:
     if unknown:
         raise ValueError(f"search spaces: {where} has unknown keys {sorted(unknown)} for type "
                          f"{kind!r}; allowed: {sorted(_SPEC_KEYS[kind])}")
+    start = spec.get("start")
     if kind == "categorical":
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
             raise ValueError(f"search spaces: {where} needs a non-empty list of 'choices'")
-        start = spec.get("start")
         if start is not None and start not in choices:
             raise ValueError(f"search spaces: {where} has start {start!r} not among its choices")
         return ParamSpec(kind, choices=tuple(choices), start=start)
     if "low" not in spec or "high" not in spec:
         raise ValueError(f"search spaces: {where} needs 'low' and 'high'")
     low, high, log = spec["low"], spec["high"], bool(spec.get("log", False))
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+    if not (_is_number(low) and _is_number(high)):
         raise ValueError(f"search spaces: {where} needs numeric 'low' and 'high' (write 1.0e-3, "
                          f"not 1e-3, which YAML reads as text), got {low!r} and {high!r}")
     if not low < high:
@@ -136,11 +136,13 @@ def _parse_spec(where: str, spec) -> ParamSpec:
         raise ValueError(f"search spaces: {where} has log=true, so low must be > 0")
     if log and spec.get("step") is not None:
         raise ValueError(f"search spaces: {where} cannot have both log=true and a step")
-    start = spec.get("start")
-    if start is not None and not (isinstance(start, (int, float)) and not isinstance(start, bool)
-                                  and low <= start <= high):
+    if start is not None and not (_is_number(start) and low <= start <= high):
         raise ValueError(f"search spaces: {where} has start {start!r} outside [{low}, {high}]")
     return ParamSpec(kind, low=low, high=high, log=log, step=spec.get("step"), start=start)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def suggest_params(trial: optuna.Trial, space: dict[str, ParamSpec]) -> dict:
@@ -162,8 +164,7 @@ def suggest_params(trial: optuna.Trial, space: dict[str, ParamSpec]) -> dict:
 
 def start_params(space: dict[str, ParamSpec]) -> dict:
     """The ``start`` values of the space's ranges: the first trial of a new study."""
-    return {name: spec.start for name, spec in space.items()
-            if spec.kind != "fixed" and spec.start is not None}
+    return {name: spec.start for name, spec in space.items() if spec.start is not None}
 
 
 def fixed_params(space: dict[str, ParamSpec]) -> dict:
@@ -214,11 +215,12 @@ def tune_learner(name: str, X, y, groups=None, *, space: dict[str, ParamSpec],
     _check_fingerprint(study, fingerprint)
     _fail_stale_trials(study)
     n_existing = len(study.trials)
-    if created and start_params(space):
+    start = start_params(space)
+    if created and start:
         # A known-good point first: with a budget of a few trials, TPE's random start-up trials
         # alone often miss the region that many shallow trees on few columns need. Only the
         # process that created the study enqueues it, so workers sharing it evaluate it once.
-        study.enqueue_trial(start_params(space))
+        study.enqueue_trial(start)
     # Seeded per learner (so learners explore differently), per resume point (so a resumed study
     # does not replay its first random trials) and per worker.
     entropy = [random_state, zlib.crc32(name.encode()), n_existing, worker]

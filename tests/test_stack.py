@@ -145,7 +145,7 @@ def test_rank_mean_keeps_a_weaker_learner_whose_errors_are_its_own():
     rng = np.random.default_rng(4)
     y = rng.integers(0, 2, 900)
     # Independent errors of similar size: the average's noise (0.8^2 + 1^2) / 4 is below 0.8^2,
-    # so the weaker learner lifts it; a learner that repeats the strong one's errors adds nothing.
+    # so the weaker learner lifts it.
     strong = y + 0.8 * rng.normal(size=900)
     oof = 1 / (1 + np.exp(-np.column_stack([strong, y + 1.0 * rng.normal(size=900)])))
     assert rank_average_members(oof, y).tolist() == [1.0, 1.0]
