@@ -85,7 +85,10 @@ def code_counts(codes: np.ndarray, n_codes: int) -> np.ndarray:
     """How many entries of a 2-D code map hold each code ``0 .. n_codes - 1``, float64
     ``(n_codes,)``; a ValueError if a code lies outside that range.
     """
-    if codes.dtype != np.uint8 or n_codes > 256 or codes.shape[0] < 2:
+    if (codes.dtype != np.uint8 or n_codes > 256 or codes.shape[0] < 2
+            or codes.size < n_codes * n_codes):
+        # Small maps (and wide codes): the pair histogram below would have more bins than the
+        # map has entries, and clearing and summing them would cost more than it saves.
         _check_codes(codes, n_codes)
         return np.bincount(codes.ravel(), minlength=n_codes).astype(np.float64)
     # A histogram of long runs of one code (flat areas) waits on its own increments. Counting

@@ -85,6 +85,58 @@ def test_family_histogram_equals_skimage_histogram_of_luma():
     np.testing.assert_allclose(got, expected, atol=1e-12)
 
 
+def test_half_chroma_histogram_is_that_of_the_chroma_stored_at_half_size():
+    # Every 2x2 block one colour, as a decoder without interpolation restores 4:2:0 chroma:
+    # the half-size chroma is then exactly the chroma of the small image.
+    small = random_rgb((30, 26), seed=6)
+    ctx = ImageContext(np.repeat(np.repeat(small, 2, axis=0), 2, axis=1))
+    features = texture(ctx, channels=["y", "cr"], radii=[1])
+    reference = skimage_lbp(ImageContext(small).plane_8bit("cr"), 1, "uniform")
+    expected = np.bincount(reference.ravel(), minlength=10) / reference.size
+    got = [features[f"cr_by2_r1_uniform__cell_1x1_0_0__bin_{code}"] for code in range(10)]
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    assert "y_r1_uniform__cell_1x1_0_0__bin_0" in features   # luma stays at full size
+    assert not any(name.startswith("cr_r1") for name in features)
+
+
+def test_full_chroma_sampling_describes_chroma_at_full_size():
+    rgb = random_rgb((32, 30), seed=7)
+    ctx = ImageContext(rgb)
+    features = texture(ctx, channels=["cb"], radii=[1], chroma_sampling="full")
+    reference = skimage_lbp(ctx.plane_8bit("cb"), 1, "uniform")
+    expected = np.bincount(reference.ravel(), minlength=10) / reference.size
+    got = [features[f"cb_r1_uniform__cell_1x1_0_0__bin_{code}"] for code in range(10)]
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    with pytest.raises(ValueError, match="chroma_sampling"):
+        texture(ctx, chroma_sampling="quarter")
+
+
+def test_shrunk_by_two_a_two_pixel_checkerboard_gives_the_one_pixel_checkerboard_codes():
+    # On a one-pixel checkerboard every on-grid neighbour of a bright centre is dark and every
+    # interpolated diagonal one is 0.586 bright + 0.414 dark: a bright centre has no bit set
+    # (code 0), a dark one all eight (code 8), in equal shares on an even interior.
+    rgb = np.repeat(np.repeat(checkerboard(20, 40, 200), 2, axis=0), 2, axis=1)
+    features = texture(ImageContext(rgb), channels=["y"], radii=[1], scales=[1, 2])
+    shrunk = [features[f"y_by2_r1_uniform__cell_1x1_0_0__bin_{code}"] for code in range(10)]
+    assert shrunk == pytest.approx([0.5] + [0.0] * 7 + [0.5, 0.0])
+    full = [features[f"y_r1_uniform__cell_1x1_0_0__bin_{code}"] for code in range(10)]
+    assert full[0] == 0.0   # at full size every bright pixel has bright neighbours in its square
+
+
+def test_each_scale_is_the_lbp_of_the_block_means():
+    small = random_rgb((12, 10), seed=9)
+    ctx = ImageContext(np.repeat(np.repeat(small, 4, axis=0), 4, axis=1))
+    features = texture(ctx, channels=["y", "cb"], radii=[2], scales=[4])
+    for channel in ("y", "cb"):
+        reference = skimage_lbp(ImageContext(small).plane_8bit(channel), 2, "uniform")
+        expected = np.bincount(reference.ravel(), minlength=10) / reference.size
+        got = [features[f"{channel}_by4_r2_uniform__cell_1x1_0_0__bin_{code}"]
+               for code in range(10)]
+        np.testing.assert_allclose(got, expected, atol=1e-12)
+    with pytest.raises(ValueError, match="scales"):
+        texture(ctx, scales=[0])
+
+
 def test_pyramid_separates_noisy_left_half_from_flat_right_half():
     rgb = np.full((40, 40, 3), 120, np.uint8)
     rgb[:, :18] = random_rgb((40, 18), seed=4)  # flat from column 18: codes from 19 on
@@ -99,7 +151,7 @@ def test_pyramid_separates_noisy_left_half_from_flat_right_half():
 
 def test_code_maps_are_shared_through_the_context():
     ctx = ImageContext(random_rgb((20, 20)))
-    texture(ctx, channels=["cb"], radii=[1])
+    texture(ctx, channels=["cb"], radii=[1], chroma_sampling="full")
     assert lbp_code_map(ctx, "cb", 1, "default") is lbp_code_map(ctx, "cb", 1, "default")
     np.testing.assert_array_equal(lbp_code_map(ctx, "cb", 1, "uniform"),
                                   lbp_mapping("uniform")[0][lbp_code_map(ctx, "cb", 1, "default")])
@@ -120,7 +172,8 @@ def test_names_do_not_depend_on_image_size():
     small = texture(ImageContext(random_rgb((64, 64))), **params)
     large = texture(ImageContext(random_rgb((333, 517))), **params)
     assert list(small) == list(large)
-    assert len(small) == 3 * 2 * 59 * 21
+    # y and s at scales 1, 2, 4, 8; cb, stored at half size, at 2, 4, 8.
+    assert len(small) == (4 + 3 + 4) * 2 * 59 * 21
 
 
 def test_finite_on_tiny_image():
