@@ -202,7 +202,8 @@ def _check_texture_params(scales: Sequence[int], chroma_sampling: str) -> None:
     if chroma_sampling not in CHROMA_SAMPLINGS:
         raise ValueError(f"texture: chroma_sampling must be one of {CHROMA_SAMPLINGS}, "
                          f"got {chroma_sampling!r}")
-    if not scales or any(int(s) != s or s < 1 for s in scales):
+    if not scales or any(not isinstance(s, (int, float)) or isinstance(s, bool) or int(s) != s
+                         or s < 1 for s in scales):
         raise ValueError(f"texture: scales must be positive integers, got {list(scales)}")
 
 
@@ -224,19 +225,21 @@ def texture(ctx: ImageContext, *, channels: Sequence[str] = ("y", "cb", "cr"),
     generators that grey texture misses.
 
     Multi-scale: each channel is also described shrunk by each factor f in ``scales`` (f x f
-    area means, see ``shrunk_channel``; ``_by{f}`` in the name), as in the pyramid LBP of
-    Qian et al. (Ojala et al. widen the radius instead, at full cost per pixel). A circle of radius 1 or 2 then spans 2f or 4f pixels of the
-    image: the scale of pores, hair strands and the upsampling structure of generators, which
-    full-size circles alone miss. With ``chroma_sampling="half"`` (the default) Cb and Cr are
-    never described finer than shrunk by 2: 4:2:0 JPEG, the usual format of face photographs,
-    stores chroma at that resolution and the decoder interpolates it back, so at full size a
-    small circle mostly sees the decoder's interpolation (at four times the cost);
-    ``"full"`` keeps the scales as given for every channel.
+    area means, see ``shrunk_channel``; ``_by{f}`` in the name), as in the pyramid LBP of Qian
+    et al. (Ojala et al. widen the radius instead, at full cost per pixel). A circle of radius 1
+    or 2 then spans 2f or 4f pixels of the image: the scale of pores, hair strands and the
+    upsampling structure of generators, which full-size circles alone miss. With
+    ``chroma_sampling="half"`` (the default) Cb and Cr are never described finer than shrunk by
+    2: 4:2:0 JPEG, the usual format of face photographs, stores chroma at that resolution and
+    the decoder interpolates it back, so at full size a small circle mostly sees the decoder's
+    interpolation (at four times the cost); ``"full"`` keeps the scales as given for every
+    channel.
 
-    Out-of-fold AUC with the default preset and plain LightGBM (README, performance section):
-    full-size chroma against half-size, one scale, stylegan140k_small 0.884 / 0.886,
-    yonsei_rff 0.688 / 0.687, lfw_faceswap laundered 0.978 / 0.978; scales 1, 2, 4, 8 then
-    raise stylegan140k_small and yonsei_rff (see the README).
+    Out-of-fold AUC with plain LightGBM and the previous default preset's other families
+    (README, performance section): full-size chroma against half-size, one scale,
+    stylegan140k_small 0.884 / 0.886, yonsei_rff 0.688 / 0.687, lfw_faceswap laundered
+    0.978 / 0.978; scales 1, 2, 4, 8 then gave stylegan140k_small 0.883 -> 0.890 (mean of fold
+    seeds 0-2) and yonsei_rff 0.687 -> 0.710 (seeds 0-4).
 
     References
     ----------
@@ -254,12 +257,11 @@ def texture(ctx: ImageContext, *, channels: Sequence[str] = ("y", "cb", "cr"),
     features: dict[str, float] = {}
     for channel in channels:
         for step in channel_steps(channel, scales, chroma_sampling):
+            described = channel if step == 1 else f"{channel}_by{step}"
             for radius in radii:
                 patterns = lbp_code_map(ctx, channel, radius, "default", step)
                 histograms = pool_codes(patterns, 256, levels) @ merge
-                scale_name = f"_by{step}" if step > 1 else ""
-                names = pyramid_names(f"{channel}{scale_name}_r{radius}_{mapping}", n_codes,
-                                      levels)
+                names = pyramid_names(f"{described}_r{radius}_{mapping}", n_codes, levels)
                 features.update(zip(names, histograms.ravel().tolist()))
     return features
 
