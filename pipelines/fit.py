@@ -33,10 +33,14 @@ from pipelines.outputs import safe_cell, write_csv_atomic
 
 log = logging.getLogger("pipelines.fit")
 
-# The stack's default feature cap: its four learners are tuned in every outer fold, and a cap
-# keeps a default `fit --model stack` on a few thousand rows near ten minutes on two cores (each
-# learner's cost grows with the columns; HistGradientBoosting bins and scans every one).
-STACK_MAX_FEATURES = 500
+# The stack's default feature cap: about one screened column per source image, within these
+# bounds. Its four learners are tuned in every outer fold and each one's cost grows with the
+# columns (HistGradientBoosting bins and scans every one), so the ceiling keeps a default
+# `fit --model stack` near ten minutes on two cores for 1,300 images (15 with one augmented
+# copy of each). Few images rank
+# columns noisily: with 1,000 columns yonsei_rff (200 images) fell from 0.690 to 0.676 (mean over
+# fold seeds 0-4), while stylegan140k_small (1,330 images) rose from 0.880 to 0.894 (README).
+STACK_FEATURE_CAP = (500, 1000)
 
 OPTIONS = (
     Option("features", "feature table written by pipelines.extract",
@@ -51,7 +55,8 @@ OPTIONS = (
            "(re.search) are not used, e.g. 'cell_(2x2|4x4)' for no spatial pyramid"),
     Option("max_features", "keep at most this many features, ranked by LightGBM gain inside "
            "each training fold (constant columns are always dropped; default: all for "
-           f"lightgbm, {STACK_MAX_FEATURES} for the stack)", type=int),
+           "lightgbm; for the stack, the number of source images within "
+           f"{STACK_FEATURE_CAP[0]}..{STACK_FEATURE_CAP[1]})", type=int),
     Option("model", "plain LightGBM, or the Optuna-tuned stack (LightGBM, XGBoost, "
            "HistGradientBoosting, logistic regression) evaluated by nested cross-validation",
            default="lightgbm", choices=("lightgbm", "stack")),
@@ -160,10 +165,11 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
     work = replace(table, X=table.X[:, kept], feature_names=[table.feature_names[j] for j in kept])
     if settings["tune_only"]:
         return {"studies": tune_stack(work, settings, plan,
-                                      stack_groups(groups, source_of, originals))}
+                                      stack_groups(groups, source_of, originals), len(originals))}
     out.mkdir(parents=True, exist_ok=True)
     if settings["model"] == "stack":
-        fitted = fit_stack(work, out, settings, plan, stack_groups(groups, source_of, originals))
+        fitted = fit_stack(work, out, settings, plan, stack_groups(groups, source_of, originals),
+                           len(originals))
     else:
         fitted = fit_lightgbm(work, settings, plan)
     y_original = table.y[originals]
@@ -280,7 +286,8 @@ def stack_groups(groups, source_of: np.ndarray, originals: np.ndarray):
     return source_of if len(originals) < len(source_of) else None
 
 
-def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups) -> dict:
+def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups,
+              n_images: int) -> dict:
     """Nested CV for honest metrics, then the final stack tuned and fitted on all rows."""
     from models.serialize import save_stack
     from models.stack import GradientBoostedStack, nested_oof
@@ -290,7 +297,7 @@ def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups) -> d
     if not settings["storage"] and Path(storage).exists() and not settings["resume"]:
         raise ValueError(f"{out} already holds tuning studies ({storage}); pass --resume to "
                          "continue them, or choose another --out")
-    params = stack_params(settings, storage)
+    params = stack_params(settings, storage, n_images)
     before = finished_trials(storage)
     nested = nested_oof(table.X, table.y, groups, outer_folds=plan.folds, **params)
     final = GradientBoostedStack(**params, study_prefix="final-").fit(table.X, table.y, groups)
@@ -332,11 +339,19 @@ def nested_fold_summary(fold: dict) -> dict:
             "meta": {k: fold["meta"][k] for k in ("kind", "coef")}}
 
 
-def stack_params(settings: dict, storage: str) -> dict:
-    """GradientBoostedStack parameters of a stack fit (and of its tuning workers)."""
+def default_stack_cap(n_images: int) -> int:
+    """The stack's feature cap when --max-features is not given (``STACK_FEATURE_CAP``)."""
+    low, high = STACK_FEATURE_CAP
+    return min(high, max(low, n_images))
+
+
+def stack_params(settings: dict, storage: str, n_images: int) -> dict:
+    """GradientBoostedStack parameters of a stack fit (and of its tuning workers) on a table of
+    ``n_images`` source images (augmented copies not counted)."""
     return {"n_trials": settings["n_trials"], "timeout": settings["timeout"],
             "cv": 3, "random_state": settings["seed"], "n_jobs": settings["n_jobs"],
-            "storage": storage, "max_features": settings["max_features"] or STACK_MAX_FEATURES,
+            "storage": storage,
+            "max_features": settings["max_features"] or default_stack_cap(n_images),
             **(settings.get("stack") or {})}
 
 
@@ -346,7 +361,8 @@ def stack_study_names(nested, final) -> set[str]:
     return {result["study_name"] for tuning in tunings for result in tuning.values()}
 
 
-def tune_stack(table: FeatureTable, settings: dict, plan, groups) -> dict[str, int]:
+def tune_stack(table: FeatureTable, settings: dict, plan, groups,
+               n_images: int) -> dict[str, int]:
     """--tune-only: run the studies of a stack fit on ``table``, and only them.
 
     Every worker walks through the same studies, in the same order, as the fit would; on a
@@ -355,7 +371,8 @@ def tune_stack(table: FeatureTable, settings: dict, plan, groups) -> dict[str, i
     from models.stack import GradientBoostedStack, nested_oof
     from models.tuning import finished_trials, process_worker
 
-    params = {**stack_params(settings, settings["storage"]), "worker": process_worker()}
+    params = {**stack_params(settings, settings["storage"], n_images),
+              "worker": process_worker()}
     nested = nested_oof(table.X, table.y, groups, outer_folds=plan.folds, tune_only=True,
                         **params)
     final = GradientBoostedStack(**params, study_prefix="final-").tune(table.X, table.y, groups)

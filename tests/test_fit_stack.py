@@ -54,6 +54,8 @@ def test_stack_fit_reports_every_learner_and_predicts(features, tmp_path, cap):
     # Each of the 3 outer folds says which combiner it used, with one weight per learner.
     folds = metrics["run"]["nested_folds"]
     assert [fold["fold"] for fold in folds] == [0, 1, 2]
+    # 41 images: below the default cap's floor of 500 columns.
+    assert metrics["run"]["stack_params"]["max_features"] == (4 if cap else 500)
     for fold in folds:
         assert fold["meta"]["kind"] in {"logistic", "rank_mean", "best"}
         assert fold["meta"]["kind"] == "rank_mean" or len(fold["meta"]["coef"]) == 2
@@ -66,6 +68,12 @@ def test_stack_fit_reports_every_learner_and_predicts(features, tmp_path, cap):
     assert predict.main(["--model", str(run), "--data-root", str(root), "--out", str(submission),
                          "--n-jobs", "1"]) == 0
     assert len(submission.read_text().splitlines()) == 42  # header + 41 files
+
+
+@pytest.mark.parametrize("n_images, cap", [(1, 500), (200, 500), (700, 700), (1330, 1000),
+                                           (500_000, 1000)])
+def test_default_stack_cap_is_one_column_per_image_within_bounds(n_images, cap):
+    assert fit.default_stack_cap(n_images) == cap
 
 
 def test_existing_studies_need_resume(features, tmp_path, capsys):
