@@ -17,6 +17,18 @@ def skimage_lbp(image_uint8, radius, method):
     return codes[radius:-radius, radius:-radius].astype(int)
 
 
+def skimage_uniform_histogram(image_uint8, radius):
+    """Normalised histogram of scikit-image's 10 uniform LBP codes (P = 8) of the interior."""
+    reference = skimage_lbp(image_uint8, radius, "uniform")
+    return np.bincount(reference.ravel(), minlength=10) / reference.size
+
+
+def whole_image_histogram(features, described, radius):
+    """The family's whole-image uniform histogram of one channel (and scale) and radius."""
+    return [features[f"{described}_r{radius}_uniform__cell_1x1_0_0__bin_{code}"]
+            for code in range(10)]
+
+
 def random_rgb(shape, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (*shape, 3)).astype(np.uint8)
 
@@ -79,10 +91,8 @@ def test_family_histogram_equals_skimage_histogram_of_luma():
     rgb = random_rgb((48, 56), seed=3)
     ctx = ImageContext(rgb)
     features = texture(ctx, channels=["y"], radii=[2])
-    reference = skimage_lbp(ctx.channel("y").astype(np.uint8), 2, "uniform")
-    expected = np.bincount(reference.ravel(), minlength=10) / reference.size
-    got = [features[f"y_r2_uniform__cell_1x1_0_0__bin_{code}"] for code in range(10)]
-    np.testing.assert_allclose(got, expected, atol=1e-12)
+    expected = skimage_uniform_histogram(ctx.channel("y").astype(np.uint8), 2)
+    np.testing.assert_allclose(whole_image_histogram(features, "y", 2), expected, atol=1e-12)
 
 
 def test_half_chroma_histogram_is_that_of_the_chroma_stored_at_half_size():
@@ -91,10 +101,9 @@ def test_half_chroma_histogram_is_that_of_the_chroma_stored_at_half_size():
     small = random_rgb((30, 26), seed=6)
     ctx = ImageContext(np.repeat(np.repeat(small, 2, axis=0), 2, axis=1))
     features = texture(ctx, channels=["y", "cr"], radii=[1])
-    reference = skimage_lbp(ImageContext(small).plane_8bit("cr"), 1, "uniform")
-    expected = np.bincount(reference.ravel(), minlength=10) / reference.size
-    got = [features[f"cr_by2_r1_uniform__cell_1x1_0_0__bin_{code}"] for code in range(10)]
-    np.testing.assert_allclose(got, expected, atol=1e-12)
+    expected = skimage_uniform_histogram(ImageContext(small).plane_8bit("cr"), 1)
+    np.testing.assert_allclose(whole_image_histogram(features, "cr_by2", 1), expected,
+                               atol=1e-12)
     assert "y_r1_uniform__cell_1x1_0_0__bin_0" in features   # luma stays at full size
     assert not any(name.startswith("cr_r1") for name in features)
 
@@ -103,10 +112,8 @@ def test_full_chroma_sampling_describes_chroma_at_full_size():
     rgb = random_rgb((32, 30), seed=7)
     ctx = ImageContext(rgb)
     features = texture(ctx, channels=["cb"], radii=[1], chroma_sampling="full")
-    reference = skimage_lbp(ctx.plane_8bit("cb"), 1, "uniform")
-    expected = np.bincount(reference.ravel(), minlength=10) / reference.size
-    got = [features[f"cb_r1_uniform__cell_1x1_0_0__bin_{code}"] for code in range(10)]
-    np.testing.assert_allclose(got, expected, atol=1e-12)
+    expected = skimage_uniform_histogram(ctx.plane_8bit("cb"), 1)
+    np.testing.assert_allclose(whole_image_histogram(features, "cb", 1), expected, atol=1e-12)
     with pytest.raises(ValueError, match="chroma_sampling"):
         texture(ctx, chroma_sampling="quarter")
 
@@ -117,9 +124,9 @@ def test_shrunk_by_two_a_two_pixel_checkerboard_gives_the_one_pixel_checkerboard
     # (code 0), a dark one all eight (code 8), in equal shares on an even interior.
     rgb = np.repeat(np.repeat(checkerboard(20, 40, 200), 2, axis=0), 2, axis=1)
     features = texture(ImageContext(rgb), channels=["y"], radii=[1], scales=[1, 2])
-    shrunk = [features[f"y_by2_r1_uniform__cell_1x1_0_0__bin_{code}"] for code in range(10)]
+    shrunk = whole_image_histogram(features, "y_by2", 1)
     assert shrunk == pytest.approx([0.5] + [0.0] * 7 + [0.5, 0.0])
-    full = [features[f"y_r1_uniform__cell_1x1_0_0__bin_{code}"] for code in range(10)]
+    full = whole_image_histogram(features, "y", 1)
     assert full[0] == 0.0   # at full size every bright pixel has bright neighbours in its square
 
 
@@ -128,11 +135,9 @@ def test_each_scale_is_the_lbp_of_the_block_means():
     ctx = ImageContext(np.repeat(np.repeat(small, 4, axis=0), 4, axis=1))
     features = texture(ctx, channels=["y", "cb"], radii=[2], scales=[4])
     for channel in ("y", "cb"):
-        reference = skimage_lbp(ImageContext(small).plane_8bit(channel), 2, "uniform")
-        expected = np.bincount(reference.ravel(), minlength=10) / reference.size
-        got = [features[f"{channel}_by4_r2_uniform__cell_1x1_0_0__bin_{code}"]
-               for code in range(10)]
-        np.testing.assert_allclose(got, expected, atol=1e-12)
+        expected = skimage_uniform_histogram(ImageContext(small).plane_8bit(channel), 2)
+        np.testing.assert_allclose(whole_image_histogram(features, f"{channel}_by4", 2),
+                                   expected, atol=1e-12)
     with pytest.raises(ValueError, match="scales"):
         texture(ctx, scales=[0])
 
@@ -145,7 +150,7 @@ def test_pyramid_separates_noisy_left_half_from_flat_right_half():
     left = [features[f"y_r1_uniform__cell_2x2_{row}_0__bin_8"] for row in (0, 1)]
     assert right == [1.0, 1.0]          # flat: every pattern is all ones
     assert max(left) < 0.5
-    whole = [features[f"y_r1_uniform__cell_1x1_0_0__bin_{code}"] for code in range(10)]
+    whole = whole_image_histogram(features, "y", 1)
     assert sum(whole) == pytest.approx(1.0)
 
 
