@@ -5,11 +5,9 @@ A clip row is built from three sources, all described by one clip ``FeatureConfi
 * **image families** run on the face crop of each of ``n_frames`` frames sampled uniformly over
   the video (``features.video_decode.sample_frames``) and are aggregated over the frames:
   ``<family>__<feature>__frames_mean``, ``__frames_std`` (population) and ``__frames_max``.
-  A crop is the ``features.face.largest_face`` box of its frame (the central fallback square when
-  no face is found) scaled by ``face_margin`` about its centre, clipped to the frame, with its
-  top-left corner moved up-left to a multiple of 8 pixels so that the codec's transform-block
-  grid stays aligned with the block grid the ``dct`` family assumes. The crop's face box is
-  passed on (``crop.shared("face")``), so ``blend`` and ``face`` use the frame's detection;
+  A crop is the largest face of its frame scaled by ``face_margin``
+  (``features.face_crop.face_crop``, the crop of the images' ``face_crop`` family: its origin
+  snapped to the codec's 8-pixel block grid, its face box passed on to ``blend`` and ``face``);
 * **audio families** run on the clip's audio track (``features.audio_decode.decode_audio``);
   a clip without one gets NaN for them and ``clip__has_audio = 0``, which is not an error;
 * the **clip family** adds the face-detection rate and temporal statistics.
@@ -28,14 +26,13 @@ import numpy as np
 
 from features.audio_context import AudioContext
 from features.audio_decode import DEFAULT_SAMPLE_RATE, AudioDecodeError, NoAudioStream, decode_audio
-from features.blend import scaled_rect
 from features.context import ImageContext
-from features.face import FaceBox, largest_face
+from features.face import largest_face
+from features.face_crop import face_crop
 from features.registry import Family, FeatureConfig, get_family, register
 from features.video_decode import sample_frames
 
 FRAME_STATISTICS = ("mean", "std", "max")
-CODEC_BLOCK = 8        # crop origins snap to this grid (H.264 / MPEG transform blocks)
 TEMPORAL_SIDE = 128    # face crops are resized to this square for the frame-to-frame statistics
 LOG_EPS = 1e-2         # keeps log ratios of flat crops finite (grey levels)
 
@@ -73,18 +70,6 @@ class ClipContext:
         if key not in self._shared:
             self._shared[key] = compute()
         return self._shared[key]
-
-
-def face_crop(frame: ImageContext, margin: float) -> ImageContext:
-    """The largest face of ``frame`` grown by ``margin``, origin snapped to the codec grid."""
-    if margin < 1:
-        raise ValueError(f"face_margin must be at least 1, got {margin}")
-    box = largest_face(frame)
-    rect = scaled_rect(box, margin).clip(*frame.shape)
-    top, left = rect.y0 - rect.y0 % CODEC_BLOCK, rect.x0 - rect.x0 % CODEC_BLOCK
-    crop = ImageContext(np.ascontiguousarray(frame.rgb[top:rect.y1, left:rect.x1]))
-    crop.shared("face", lambda: FaceBox(box.x - left, box.y - top, box.w, box.h, box.fallback))
-    return crop
 
 
 def load_clip(path: str, *, n_frames: int, sample_rate: int = DEFAULT_SAMPLE_RATE) -> ClipContext:

@@ -159,13 +159,22 @@ def load_preset(preset: str, modality: str = "image") -> dict[str, Any]:
     return data.get("families", data)
 
 
+class FrozenMapping(tuple):
+    """A mapping parameter (``face_crop``'s families) frozen for hashing: (key, value) pairs in
+    key order."""
+
+
 def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return FrozenMapping(sorted((key, _freeze(v)) for key, v in value.items()))
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
     return value
 
 
 def _thaw(value: Any) -> Any:
+    if isinstance(value, FrozenMapping):
+        return {key: _thaw(v) for key, v in value}
     if isinstance(value, tuple):
         return [_thaw(v) for v in value]
     return value

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -266,7 +266,8 @@ def list_features() -> str:
     for modality in ("image", "audio", "clip"):
         lines.append(f"{modality} families:")
         for family in families(modality):
-            params = ", ".join(f"{k}={v!r}" for k, v in family.defaults.items())
+            params = ", ".join(f"{k}={dict(v) if isinstance(v, Mapping) else v!r}"
+                               for k, v in family.defaults.items())
             lines.append(f"  {family.name:<14} {family.cost:<9} {family.summary}")
             if params:
                 lines.append(f"  {'':<14} {'':<9} parameters: {params}")
