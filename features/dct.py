@@ -5,8 +5,8 @@ DCT-II:
 
 * the log-magnitude spectrum of the whole image (Frank et al., ICML 2020), where up-sampling
   leaves a grid of peaks, averaged over a fixed grid of frequency zones;
-* per frequency of the 8x8 block DCT on the JPEG grid, the Laplacian scale and the standard
-  deviation of the coefficients (Giudice et al., J. Imaging 2021);
+* per frequency of the 8x8 block DCT on the JPEG grid, the mean, the Laplacian scale and the
+  standard deviation of the coefficients (Giudice et al., J. Imaging 2021);
 * the first-digit histogram of the block DCT AC coefficients and its distance from Benford's law
   (Fu et al., SPIE 2007; Bonettini et al., ICPR 2020).
 
@@ -82,8 +82,9 @@ def global_log_dct_zones(gray: np.ndarray, grid: int) -> np.ndarray:
     return np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
 
 
-def block_statistics(coefficients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean absolute value and standard deviation of each column of (n_blocks, 64) coefficients.
+def block_statistics(coefficients: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, mean absolute value and standard deviation of each column of (n_blocks, 64)
+    coefficients.
 
     Sums run in float64 with OpenCV (one vectorised pass each, no temporaries): at these
     magnitudes (below 8 * 255) ``E[c^2] - E[c]^2`` stays accurate to about 1e-12, where NumPy's
@@ -96,7 +97,7 @@ def block_statistics(coefficients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean_abs = column_sums(np.abs(coefficients), cv2.REDUCE_SUM) / count
     mean = column_sums(coefficients, cv2.REDUCE_SUM) / count
     variance = column_sums(coefficients, cv2.REDUCE_SUM2) / count - mean ** 2
-    return mean_abs, np.sqrt(np.maximum(variance, 0.0))
+    return mean, mean_abs, np.sqrt(np.maximum(variance, 0.0))
 
 
 def first_digit_histogram(values: np.ndarray) -> np.ndarray:
@@ -139,7 +140,8 @@ def _feature_names(grid: int, n_ac: int) -> tuple[str, ...]:
     names = [f"global__log_abs__zone_{i}_{j}" for i in range(grid) for j in range(grid)]
     for index in ZIGZAG[1:1 + n_ac]:
         u, v = divmod(int(index), BLOCK)
-        names += [f"block__beta__freq_{u}_{v}", f"block__std__freq_{u}_{v}"]
+        names += [f"block__mean__freq_{u}_{v}", f"block__beta__freq_{u}_{v}",
+                  f"block__std__freq_{u}_{v}"]
     names += [f"benford__digit_{d}" for d in range(1, 10)]
     return (*names, "benford__js_divergence")
 
@@ -153,17 +155,20 @@ def _check_params(grid: int, n_ac: int) -> None:
 
 @register(name="dct", modality="image", cost="cheap")
 def dct(ctx, *, grid: int = 8, n_ac: int = 63) -> dict[str, float]:
-    """Global log-DCT zones, per-frequency block DCT Laplacian scale and spread, Benford digits.
+    """Global log-DCT zones, per-frequency block DCT mean, Laplacian scale and spread, Benford digits.
 
     On the luma Y (0..255), with the orthonormal DCT-II:
 
     * ``global__log_abs__zone_i_j``: mean of ``ln(|C(u, v)| + 1e-3)`` of the full-image DCT over
       the zone ``floor(u * grid / H) = i``, ``floor(v * grid / W) = j`` (DC excluded), a
       size-independent summary of the log spectrum of Frank et al. (ICML 2020).
-    * ``block__beta__freq_u_v`` and ``block__std__freq_u_v``: over the 8x8 blocks of the JPEG
-      grid, for the first ``n_ac`` AC frequencies in zigzag order, ``beta = mean |c|``, the maximum
-      likelihood scale of a zero-mean Laplacian ``p(c) = exp(-|c| / beta) / (2 beta)``, and the
-      standard deviation of ``c``. Giudice et al. show that generators leave anomalous betas.
+    * ``block__mean__freq_u_v``, ``block__beta__freq_u_v`` and ``block__std__freq_u_v``: over the
+      8x8 blocks of the JPEG grid, for the first ``n_ac`` AC frequencies in zigzag order, the
+      mean of the coefficients ``c`` (near 0 for natural images, whose blocks are as often
+      bright-to-dark as dark-to-bright; a repeated pattern such as an up-sampling grid keeps
+      its sign), ``beta = mean |c|``, the maximum likelihood scale of a zero-mean Laplacian
+      ``p(c) = exp(-|c| / beta) / (2 beta)``, and the standard deviation of ``c``. Giudice et
+      al. show that generators leave anomalous betas.
     * ``benford__digit_d``: share of first digit ``d`` (1..9) among the rounded magnitudes
       ``round(|c|) >= 1`` of all block AC coefficients, and ``benford__js_divergence``: the
       Jensen-Shannon divergence (bits) of that histogram from Benford's law
@@ -188,13 +193,12 @@ def dct(ctx, *, grid: int = 8, n_ac: int = 63) -> dict[str, float]:
     chosen = ZIGZAG[1:1 + n_ac]
     if len(coefficients):
         # Reducing all 64 contiguous columns and then picking is cheaper than picking first.
-        betas, spreads = block_statistics(coefficients)
-        betas, spreads = betas[chosen], spreads[chosen]
+        means, betas, spreads = (column[chosen] for column in block_statistics(coefficients))
     else:
-        betas, spreads = np.zeros(n_ac), np.zeros(n_ac)
+        means, betas, spreads = np.zeros(n_ac), np.zeros(n_ac), np.zeros(n_ac)
 
     histogram = first_digit_histogram(coefficients[:, 1:])
     divergence = jensen_shannon_divergence(histogram, BENFORD) if histogram.any() else 0.0
-    values = np.concatenate([zones.ravel(), np.column_stack([betas, spreads]).ravel(), histogram,
+    values = np.concatenate([zones.ravel(), np.column_stack([means, betas, spreads]).ravel(), histogram,
                              [divergence]])
     return dict(zip(_feature_names(grid, n_ac), values.tolist()))

@@ -49,8 +49,20 @@ def test_repeated_basis_function_puts_all_energy_in_its_coefficient():
     # the norm of that error, 8 * 1/2 = 4: the pattern's coefficient stays, all others stay small.
     assert betas.pop("block__beta__freq_2_3") == pytest.approx(amplitude, abs=4.0)
     assert max(betas.values()) < 4.0
-    # Every block is the same, so no frequency varies from block to block.
+    # Every block is the same, so no frequency varies from block to block and the pattern's
+    # coefficient keeps its sign: its mean is the amplitude too.
     assert max(v for k, v in features.items() if k.startswith("block__std")) < 1e-3
+    assert features["block__mean__freq_2_3"] == pytest.approx(amplitude, abs=4.0)
+
+
+def test_block_mean_cancels_when_the_pattern_alternates_sign():
+    amplitude = 400.0
+    signs = np.where(np.add.outer(np.arange(8), np.arange(8)) % 2 == 0, 1.0, -1.0)
+    image = 128 + amplitude * np.kron(signs, _basis_block(2, 3))   # a checkerboard of +-pattern
+    features = dct(_grey(image))
+    assert features["block__mean__freq_2_3"] == pytest.approx(0.0, abs=4.0)
+    assert features["block__beta__freq_2_3"] == pytest.approx(amplitude, abs=4.0)
+    assert features["block__std__freq_2_3"] == pytest.approx(amplitude, abs=4.0)
 
 
 def test_laplacian_scale_and_std_of_laplacian_coefficients():
@@ -63,6 +75,8 @@ def test_laplacian_scale_and_std_of_laplacian_coefficients():
     picture = blocks.reshape(100, 100, 8, 8).swapaxes(1, 2).reshape(800, 800)
     features = dct(_grey(picture))
     assert features["block__beta__freq_0_1"] == pytest.approx(beta, rel=0.03)
+    # Zero-mean coefficients: the mean of 10,000 has a standard error of sqrt(2) * 40 / 100.
+    assert features["block__mean__freq_0_1"] == pytest.approx(0.0, abs=2.5)
     # A Laplacian of scale beta has standard deviation sqrt(2) * beta.
     assert features["block__std__freq_0_1"] == pytest.approx(np.sqrt(2) * beta, rel=0.03)
 
@@ -100,11 +114,12 @@ def test_first_digits_reject_magnitudes_beyond_the_dct_range():
 def test_block_statistics_by_hand():
     coefficients = np.zeros((4, 64), np.float32)
     coefficients[:, 5] = [1, -3, 5, -7]
-    mean_abs, spread = block_statistics(coefficients)
+    mean, mean_abs, spread = block_statistics(coefficients)
     # Mean |c| = 16 / 4; mean -1, deviations 2, -2, 6, -6: variance 80 / 4.
+    assert mean[5] == pytest.approx(-1.0)
     assert mean_abs[5] == pytest.approx(4.0)
     assert spread[5] == pytest.approx(np.sqrt(20.0))
-    assert np.count_nonzero(mean_abs) == 1 and np.count_nonzero(spread) == 1
+    assert np.count_nonzero(mean) == np.count_nonzero(mean_abs) == np.count_nonzero(spread) == 1
 
 
 def test_jensen_shannon_divergence_by_hand():
@@ -143,7 +158,7 @@ def test_names_do_not_depend_on_image_size_and_values_are_finite():
         assert names is None or list(features) == names
         names = list(features)
         assert np.isfinite(list(features.values())).all()
-    assert len(names) == 16 + 2 * 9 + 10
+    assert len(names) == 16 + 3 * 9 + 10
     assert "global__log_abs__zone_3_3" in names and "block__std__freq_2_1" in names
     assert "benford__digit_9" in names and "benford__js_divergence" in names
 
