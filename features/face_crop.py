@@ -42,8 +42,11 @@ def face_crop(image: ImageContext, margin: float) -> ImageContext:
 
 def crop_families(families: Mapping[str, Mapping[str, Any] | None]) -> list[tuple[Any, dict]]:
     """The image families to run on the crop, with their resolved parameters, in name order."""
+    if not isinstance(families, Mapping):
+        raise FeatureConfigError(f"face_crop's families must map image family names to their "
+                                 f"parameters, got {families!r}")
     resolved = []
-    for name in sorted(families):
+    for name in sorted(families, key=str):
         try:
             family = get_family(name)
             if family.modality != "image" or name == "face_crop":

@@ -166,7 +166,8 @@ class FrozenMapping(tuple):
 
 def _freeze(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return FrozenMapping(sorted((key, _freeze(v)) for key, v in value.items()))
+        return FrozenMapping(sorted(((key, _freeze(v)) for key, v in value.items()),
+                                    key=lambda pair: str(pair[0])))
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
     return value

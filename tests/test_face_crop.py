@@ -92,10 +92,12 @@ def test_config_with_nested_families_round_trips_and_ignores_their_order():
     ({"no_such_family": {}}, "'no_such_family'"),
     ({"texture": {"no_such_option": 1}}, "no_such_option"),
     ({"texture": [1]}, "'texture'"),
+    ({1: {}, "colour": {}}, "family 1"),
+    (["texture"], "must map image family names"),
 ])
 def test_bad_inner_family_is_a_config_error_naming_it(families, named):
     config = FeatureConfig.from_mapping("image", {"face_crop": {"families": families}})
-    with pytest.raises(FeatureConfigError, match=f"face_crop's families: .*{named}"):
+    with pytest.raises(FeatureConfigError, match=f"face_crop's families.*{named}"):
         FeatureExtractor(config)       # the probe runs before any file is read
 
 
