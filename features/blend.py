@@ -20,9 +20,9 @@ kernel would leave the image have no value and count in no region.
 
 Maps shared through ``ctx.shared``: the residuals of ``features.residual.shared_residual``, the
 raw 8-bit LBP patterns ``("lbp", "y", 1, "default", 1)`` (full size) of
-``features.texture.lbp_code_map`` (the texture family computes the same map) and the regions ``("face_regions", inner_scale,
-ring_scale, band_width)``. Maps only this family uses (Haar details, Laplacian) are computed
-on the regions' window alone.
+``features.texture.lbp_code_map`` (the texture family computes the same map) and the regions
+``("face_regions", inner_scale, ring_scale, band_width)``. Maps only this family uses (Haar
+details, Laplacian) are computed on the regions' window alone.
 """
 from __future__ import annotations
 

@@ -155,7 +155,7 @@ def _check_params(grid: int, n_ac: int) -> None:
 
 @register(name="dct", modality="image", cost="cheap")
 def dct(ctx, *, grid: int = 8, n_ac: int = 63) -> dict[str, float]:
-    """Global log-DCT zones, per-frequency block DCT mean, Laplacian scale and spread, Benford digits.
+    """Global log-DCT zones, block DCT mean, Laplacian scale and spread per frequency, Benford.
 
     On the luma Y (0..255), with the orthonormal DCT-II:
 
@@ -199,6 +199,6 @@ def dct(ctx, *, grid: int = 8, n_ac: int = 63) -> dict[str, float]:
 
     histogram = first_digit_histogram(coefficients[:, 1:])
     divergence = jensen_shannon_divergence(histogram, BENFORD) if histogram.any() else 0.0
-    values = np.concatenate([zones.ravel(), np.column_stack([means, betas, spreads]).ravel(), histogram,
-                             [divergence]])
+    block = np.column_stack([means, betas, spreads]).ravel()
+    values = np.concatenate([zones.ravel(), block, histogram, [divergence]])
     return dict(zip(_feature_names(grid, n_ac), values.tolist()))

@@ -80,7 +80,8 @@ def test_config_with_nested_families_round_trips_and_ignores_their_order():
     assert one == other and hash(one) == hash(other)
     assert one.fingerprint() == other.fingerprint()
     assert FeatureConfig.from_mapping("image", one.to_mapping()) == one
-    assert one.to_mapping()["face_crop"]["families"] == {"colour": {}, "texture": {"scales": [1, 2]}}
+    assert one.to_mapping()["face_crop"]["families"] == {"colour": {},
+                                                          "texture": {"scales": [1, 2]}}
     changed = FeatureConfig.from_mapping(
         "image", {"face_crop": {"families": {"colour": {}, "texture": {"scales": [1]}}}})
     assert changed.fingerprint() != one.fingerprint()
