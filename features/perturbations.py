@@ -13,6 +13,9 @@ Images are (H, W, 3) uint8 RGB arrays:
   aliasing) and bicubic interpolation when enlarging;
 * ``blur(rgb, sigma)``: Gaussian low-pass of standard deviation ``sigma`` pixels;
 * ``gaussian_noise(rgb, sigma, rng)``: add white Gaussian noise of ``sigma`` grey levels;
+* ``mirror(rgb, flip)``: the left-right mirror image when ``flip`` is 1 (unchanged when 0). Faces
+  are nearly symmetric and a mirrored face is as real or as fake as the original, so a mirrored
+  copy is a new training row for features that record where things are (``layout``);
 * ``launder(rgb, factor, quality)``: resize then recompress. Run on both classes, it replaces each
   file's compression history (quantisation tables, block grid, chroma subsampling) by one and the
   same, so a model cannot separate the classes by how they were saved (the data README's leaks).
@@ -111,6 +114,11 @@ def gaussian_noise(rgb: np.ndarray, sigma: float, rng: np.random.Generator) -> n
     """Add independent N(0, sigma^2) noise (grey levels) to every value; round, clip to 8 bits."""
     noisy = rgb + rng.normal(0.0, sigma, size=rgb.shape)
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+def mirror(rgb: np.ndarray, flip: int) -> np.ndarray:
+    """Left-right mirror when ``flip`` is 1; a copy of ``rgb`` when 0. No resampling or coding."""
+    return np.ascontiguousarray(rgb[:, ::-1]) if flip else rgb.copy()
 
 
 def launder(rgb: np.ndarray, factor: float = LAUNDER_FACTOR,
@@ -277,6 +285,8 @@ _add(Perturbation("blur", "image", "Gaussian sigma (pixels)", 0.0, 20.0,
                   apply=lambda x, s, rng, sr: blur(x, s)))
 _add(Perturbation("noise", "image", "noise sigma (grey levels)", 0.0, 128.0,
                   apply=lambda x, s, rng, sr: gaussian_noise(x, s, rng)))
+_add(Perturbation("mirror", "image", "flip (1 = mirrored, 0 = as is)", 0, 1, integer=True,
+                  default=1, apply=lambda x, s, rng, sr: mirror(x, int(s))))
 _add(Perturbation("launder", "image", f"resize factor (then JPEG quality {LAUNDER_QUALITY})",
                   0.05, 4.0, default=LAUNDER_FACTOR, stronger_when="further from 1",
                   apply=lambda x, s, rng, sr: launder(x, s, LAUNDER_QUALITY)))

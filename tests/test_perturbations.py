@@ -1,6 +1,9 @@
 """Each perturbation's effect on synthetic inputs, checked against independent expectations."""
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from features import perturbations as P
 from features.compression import jpeg_quality_from_bytes
@@ -56,6 +59,38 @@ def test_halving_averages_each_two_by_two_block():
     rgb = textured_image()
     blocks = rgb.reshape(32, 2, 48, 2, 3).astype(float).mean(axis=(1, 3))
     assert np.abs(P.resize(rgb, 0.5).astype(float) - blocks).max() <= 0.5 + 1e-9
+
+
+def test_mirror_reverses_each_row_and_zero_leaves_the_image_as_is():
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[0, :, 0] = [10, 20, 30]           # red ramp along the first row
+    rgb[1, 0, 2] = 200                    # one blue pixel at the left end of the second row
+    mirrored = P.mirror(rgb, 1)
+    assert mirrored[0, :, 0].tolist() == [30, 20, 10]
+    assert mirrored[1, 2, 2] == 200 and mirrored[1, 0, 2] == 0
+    unchanged = P.mirror(rgb, 0)
+    assert np.array_equal(unchanged, rgb) and unchanged is not rgb
+    assert rgb[0, 0, 0] == 10             # the input is untouched
+
+
+def test_mirror_is_named_in_grids_and_augmentation_plans():
+    assert P.parse_perturb_grid(["mirror"]) == [("mirror", 1.0)]
+    with pytest.raises(P.PerturbationError, match="must be an integer"):
+        P.parse_perturb_grid(["mirror=0.5"])
+    spec = P.AugmentSpec.from_mapping({"copies": 3, "perturbations": {"mirror": [0, 1]}})
+    flips = {row.steps for row in P.augment_plan([f"f{i}.jpg" for i in range(40)], spec)}
+    assert flips == {(("mirror", 0.0),), (("mirror", 1.0),)}
+
+
+def test_the_training_config_mirrors_resizes_then_recompresses_every_copy():
+    config = yaml.safe_load((Path(__file__).parents[1] / "configs" / "train_image.yaml").read_text())
+    spec = P.AugmentSpec.from_mapping(config["extract"]["augment"])
+    rows = P.augment_plan([f"f{i}.jpg" for i in range(50)], spec)
+    assert len(rows) == 50
+    for row in rows:
+        assert [name for name, _ in row.steps] == ["mirror", "resize", "jpeg"]
+        (_, flip), (_, factor), (_, quality) = row.steps
+        assert flip == 1 and 0.6 <= factor <= 1.0 and 70 <= quality <= 95
 
 
 def test_blur_attenuates_a_sinusoid_by_the_gaussian_transfer_function():
