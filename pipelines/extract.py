@@ -182,6 +182,27 @@ def extract_dataset(dataset: Dataset, config: FeatureConfig, out: Path, *, n_job
     return summary
 
 
+# What the scheduler and each worker import to unpickle an extraction task.
+TASK_MODULES = ("features", "pipelines")
+
+
+def missing_modules(client, modules: Sequence[str] = TASK_MODULES) -> dict[str, list[str]]:
+    """The ``modules`` each process of a Dask cluster cannot import, by process (if any).
+
+    Dask unpickles every task on the scheduler and on a worker. Where the toolkit is not
+    installed that fails there, and the client, never getting a result, would wait forever; so
+    the extractor asks first. The probe is a local function, which Dask ships by value: it needs
+    nothing from the toolkit to run.
+    """
+    def absent(names):
+        import importlib.util
+        return [name for name in names if importlib.util.find_spec(name) is None]
+
+    found = {"scheduler": client.run_on_scheduler(absent, list(modules)),
+             **client.run(absent, list(modules))}
+    return {process: names for process, names in found.items() if names}
+
+
 class _backend:
     """Context manager choosing joblib's backend; connects a Dask client when asked."""
 
@@ -194,6 +215,14 @@ class _backend:
                 raise ValueError("--backend dask needs --scheduler tcp://HOST:PORT")
             from distributed import Client
             self.client = Client(self.scheduler)
+            missing = missing_modules(self.client, TASK_MODULES)
+            if missing:
+                self.client.close()
+                where = "; ".join(f"{process}: {', '.join(names)}"
+                                  for process, names in missing.items())
+                raise ValueError(f"the Dask cluster at {self.scheduler} cannot import this "
+                                 f"toolkit ({where}); install it (pip install -e .) where the "
+                                 "scheduler and every worker run")
             return "dask", -1
         return "loky", self.n_jobs
 

@@ -64,6 +64,31 @@ def test_dask_backend_matches_local_backend(dataset, tmp_path, cluster):
     assert pq.read_table(remote).equals(pq.read_table(local))
 
 
+def test_a_cluster_missing_a_module_is_refused_with_its_name(cluster):
+    from distributed import Client
+
+    with Client(cluster) as client:
+        assert extract.missing_modules(client) == {}
+        missing = extract.missing_modules(client, ["pipelines", "no_such_toolkit_module"])
+    workers = sorted(process for process in missing if process != "scheduler")
+    assert "scheduler" in missing and len(workers) == 2
+    assert all(worker.startswith("tcp://127.0.0.1:") for worker in workers)
+    assert all(names == ["no_such_toolkit_module"] for names in missing.values())
+
+
+def test_extraction_stops_at_once_when_the_cluster_lacks_the_toolkit(dataset, tmp_path, cluster,
+                                                                     monkeypatch, capsys):
+    root, config, _ = dataset
+    monkeypatch.setattr(extract, "TASK_MODULES", ("features", "no_such_toolkit_module"))
+    out = tmp_path / "dask.parquet"
+    assert extract.main(["--config", str(config), "--data-root", str(root), "--out", str(out),
+                         "--backend", "dask", "--scheduler", cluster]) == 2
+    error = capsys.readouterr().err
+    assert f"the Dask cluster at {cluster} cannot import this toolkit" in error
+    assert "scheduler: no_such_toolkit_module" in error
+    assert not out.exists()
+
+
 def test_dask_backend_needs_a_scheduler(dataset, tmp_path, capsys):
     root, config, _ = dataset
     assert extract.main(["--config", str(config), "--data-root", str(root), "--out",
