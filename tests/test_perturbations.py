@@ -83,7 +83,8 @@ def test_mirror_is_named_in_grids_and_augmentation_plans():
 
 
 def test_the_training_config_mirrors_resizes_then_recompresses_every_copy():
-    config = yaml.safe_load((Path(__file__).parents[1] / "configs" / "train_image.yaml").read_text())
+    path = Path(__file__).parents[1] / "configs" / "train_image.yaml"
+    config = yaml.safe_load(path.read_text())
     spec = P.AugmentSpec.from_mapping(config["extract"]["augment"])
     rows = P.augment_plan([f"f{i}.jpg" for i in range(50)], spec)
     assert len(rows) == 50
