@@ -186,8 +186,9 @@ def extract_dataset(dataset: Dataset, config: FeatureConfig, out: Path, *, n_job
 TASK_MODULES = ("features", "pipelines")
 
 
-def missing_modules(client, modules: Sequence[str] = TASK_MODULES) -> dict[str, list[str]]:
-    """The ``modules`` each process of a Dask cluster cannot import, by process (if any).
+def missing_modules(client, modules: Sequence[str]) -> dict[str, list[str]]:
+    """The ``modules`` (``TASK_MODULES`` for extraction) each process of a Dask cluster cannot
+    import, by process (if any).
 
     Dask unpickles every task on the scheduler and on a worker. Where the toolkit is not
     installed that fails there, and the client, never getting a result, would wait forever; so

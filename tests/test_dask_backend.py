@@ -68,7 +68,7 @@ def test_a_cluster_missing_a_module_is_refused_with_its_name(cluster):
     from distributed import Client
 
     with Client(cluster) as client:
-        assert extract.missing_modules(client) == {}
+        assert extract.missing_modules(client, extract.TASK_MODULES) == {}
         missing = extract.missing_modules(client, ["pipelines", "no_such_toolkit_module"])
     workers = sorted(process for process in missing if process != "scheduler")
     assert "scheduler" in missing and len(workers) == 2

@@ -3,11 +3,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from features import perturbations as P
 from features.compression import jpeg_quality_from_bytes
 from features.context import ImageContext
+from pipelines import extract
+from pipelines.options import read_config_section
 
 SR = 16000
 
@@ -84,8 +85,8 @@ def test_mirror_is_named_in_grids_and_augmentation_plans():
 
 def test_the_training_config_mirrors_resizes_then_recompresses_every_copy():
     path = Path(__file__).parents[1] / "configs" / "train_image.yaml"
-    config = yaml.safe_load(path.read_text())
-    spec = P.AugmentSpec.from_mapping(config["extract"]["augment"])
+    section = read_config_section(path, "extract", extract.OPTIONS)   # as `extract` reads it
+    spec = P.AugmentSpec.from_mapping(section["augment"])
     rows = P.augment_plan([f"f{i}.jpg" for i in range(50)], spec)
     assert len(rows) == 50
     for row in rows:
