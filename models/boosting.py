@@ -13,6 +13,13 @@ import numpy as np
 from models.selection import select_features
 from models.validation import FoldPlan
 
+# Rows LightGBM samples to place its histogram bins (its own default is 200,000). Building a
+# Dataset holds the sample's values, about 24 bytes per sampled row and feature: at 3,486 features
+# 17 GB for 200,000 rows against 4 GB for 50,000, which then still puts about 200 values in each
+# of 255 bins (benchmarks/bench_fit_memory.py, README). Below 50,000 training rows every row is
+# used either way.
+BIN_SAMPLE_ROWS = 50_000
+
 DEFAULT_PARAMS: dict[str, Any] = {
     "n_estimators": 400,
     "learning_rate": 0.03,
@@ -22,6 +29,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "subsample": 0.8,
     "subsample_freq": 1,
     "reg_lambda": 1.0,
+    "bin_construct_sample_cnt": BIN_SAMPLE_ROWS,
     "n_jobs": 2,
     "verbose": -1,
 }
@@ -73,11 +81,26 @@ def fit_selected(X: np.ndarray, y: np.ndarray, params: Mapping[str, Any] | None 
     """A model fitted on the columns that ``select_features`` picks on these rows, and those
     column indices (the model's input is ``X[:, columns]``)."""
     columns = select_features(X, y, max_features, params, seed)
-    return fit_full(X[:, columns], y, params, seed), columns
+    selected = X if len(columns) == X.shape[1] else X[:, columns]  # no copy when all are kept
+    return fit_full(selected, y, params, seed), columns
 
 
-def importances(model, X: np.ndarray, names) -> dict[str, np.ndarray]:
-    """Total gain per feature, and mean |SHAP contribution| (LightGBM's pred_contrib)."""
+# SHAP contributions are averaged over at most this many rows: their table is rows x features in
+# float64, twice the float32 feature matrix when every row is explained.
+EXPLAINED_ROWS = 10_000
+
+
+def explanation_rows(n_rows: int, seed: int = 0, limit: int = EXPLAINED_ROWS) -> np.ndarray:
+    """All row indices, or ``limit`` of them drawn without replacement (sorted), seeded."""
+    if n_rows <= limit:
+        return np.arange(n_rows)
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size=limit, replace=False))
+
+
+def importances(model, X: np.ndarray) -> dict[str, np.ndarray]:
+    """Total gain per feature, and mean |SHAP contribution| over the rows of ``X`` (LightGBM's
+    pred_contrib: the TreeSHAP values of S. M. Lundberg et al., "From local explanations to
+    global understanding with explainable AI for trees", Nature Machine Intelligence, 2020)."""
     booster = model.booster_
     gain = booster.feature_importance(importance_type="gain")
     contributions = booster.predict(X, pred_contrib=True)[:, :-1]  # last column is the bias

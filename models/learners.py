@@ -36,6 +36,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from models.boosting import BIN_SAMPLE_ROWS
+
 BOOSTERS = ("lightgbm", "xgboost", "histgb")
 LEARNER_NAMES = BOOSTERS + ("logistic",)
 
@@ -121,6 +123,7 @@ def make_estimator(name: str, params: dict, *, positive_weight: float, random_st
         raise ValueError(f"parameters {sorted(unknown)} cannot be set for learner {name!r}")
     if name == "lightgbm":
         return lightgbm.LGBMClassifier(**params, scale_pos_weight=positive_weight,
+                                       bin_construct_sample_cnt=BIN_SAMPLE_ROWS,
                                        random_state=random_state, n_jobs=n_threads, verbose=-1)
     if name == "xgboost":
         return xgboost.XGBClassifier(**params, scale_pos_weight=positive_weight,

@@ -25,6 +25,10 @@ SCREENING_PARAMS: dict[str, Any] = {"n_estimators": 100, "learning_rate": 0.1, "
                                     "colsample_bytree": 0.3}
 
 
+# Rows per block when scanning a matrix for constant columns.
+ROW_BLOCK = 4096
+
+
 def check_max_features(max_features: int | None) -> None:
     """Refuse a cap that keeps no feature (None means no cap)."""
     if max_features is not None and (isinstance(max_features, bool)
@@ -38,12 +42,20 @@ def varying_columns(X: np.ndarray) -> np.ndarray:
 
     A column with some missing (NaN) values and one other value still varies: LightGBM can split
     missing from present. Only an all-NaN column or a column of a single value is constant.
+    Rows are scanned in blocks, so the temporaries stay small beside a large ``X``.
     """
-    missing = np.isnan(X)
-    low = np.where(missing, np.inf, X).min(axis=0)
-    high = np.where(missing, -np.inf, X).max(axis=0)
-    partly_missing = missing.any(axis=0) & ~missing.all(axis=0)
-    return np.flatnonzero((low < high) | partly_missing)
+    n_columns = X.shape[1]
+    low, high = np.full(n_columns, np.inf), np.full(n_columns, -np.inf)
+    some_missing, all_missing = np.zeros(n_columns, bool), np.ones(n_columns, bool)
+    for start in range(0, len(X), ROW_BLOCK):
+        block = X[start:start + ROW_BLOCK]
+        missing = np.isnan(block)
+        # fmin/fmax skip NaN; an all-NaN column leaves low = inf and high = -inf.
+        low = np.fmin(low, np.fmin.reduce(block, axis=0))
+        high = np.fmax(high, np.fmax.reduce(block, axis=0))
+        some_missing |= missing.any(axis=0)
+        all_missing &= missing.all(axis=0)
+    return np.flatnonzero((low < high) | (some_missing & ~all_missing))
 
 
 def top_by_gain(gain: np.ndarray, k: int) -> np.ndarray:

@@ -13,7 +13,7 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -78,6 +78,8 @@ OPTIONS = (
 
 @dataclass(frozen=True)
 class FeatureTable:
+    """The rows of a feature table: ``X`` holds the columns ``feature_names`` (those not dropped
+    by ``--drop-features``); ``extracted_names`` lists every feature column of the file."""
     path: Path
     names: list[str]
     name_column: str
@@ -85,22 +87,41 @@ class FeatureTable:
     y: np.ndarray
     feature_names: list[str]
     meta: dict
+    extracted_names: list[str]
 
 
-def load_feature_table(path: str | Path) -> FeatureTable:
+# Columns read per batch into the preallocated matrix. Reading the whole table first would hold
+# Arrow's copy and its read buffers beside the matrix (README, Performance: fit's memory).
+READ_COLUMNS = 256
+
+
+def load_feature_table(path: str | Path, drop_pattern: str | None = None) -> FeatureTable:
+    """The table at ``path``, without the feature columns ``drop_pattern`` matches."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"feature table {path} does not exist (option --features)")
     meta = read_features_metadata(path)
-    table = pq.read_table(path)
+    source = pq.ParquetFile(path)
     name_column = meta["name_column"]
-    if "target" not in table.column_names:
+    if "target" not in source.schema_arrow.names:
         raise ValueError(f"{path}: no 'target' column; extract with a labelled dataset to fit")
-    feature_names = [c for c in table.column_names if "__" in c]
-    X = np.column_stack([table.column(c).to_numpy().astype(np.float32) for c in feature_names])
-    y = table.column("target").to_numpy().astype(int)
-    return FeatureTable(path, table.column(name_column).to_pylist(), name_column, X, y,
-                        feature_names, meta)
+    extracted = [c for c in source.schema_arrow.names if "__" in c]
+    feature_names = [extracted[j] for j in kept_columns(extracted, drop_pattern)]
+    labels = source.read(columns=[name_column, "target"])
+    return FeatureTable(path, labels.column(name_column).to_pylist(), name_column,
+                        read_float32_columns(source, feature_names),
+                        labels.column("target").to_numpy().astype(int), feature_names, meta,
+                        extracted)
+
+
+def read_float32_columns(source: pq.ParquetFile, columns: list[str]) -> np.ndarray:
+    """The named columns as one C-ordered float32 matrix, read ``READ_COLUMNS`` at a time."""
+    X = np.empty((source.metadata.num_rows, len(columns)), dtype=np.float32)
+    for start in range(0, len(columns), READ_COLUMNS):
+        batch = source.read(columns=columns[start:start + READ_COLUMNS], use_threads=False)
+        for offset, column in enumerate(batch.columns):
+            X[:, start + offset] = column.to_numpy()
+    return X
 
 
 def read_groups(table: FeatureTable, column: str, metadata: str | None) -> np.ndarray:
@@ -161,17 +182,15 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
     plan = plan_folds(table.y[originals], None if groups is None else groups[originals],
                       settings["folds"], settings["seed"])
     plan = with_copies(plan, originals, source_of)
-    kept = kept_columns(table.feature_names, settings["drop_features"])
-    work = replace(table, X=table.X[:, kept], feature_names=[table.feature_names[j] for j in kept])
     if settings["tune_only"]:
-        return {"studies": tune_stack(work, settings, plan,
+        return {"studies": tune_stack(table, settings, plan,
                                       stack_groups(groups, source_of, originals), len(originals))}
     out.mkdir(parents=True, exist_ok=True)
     if settings["model"] == "stack":
-        fitted = fit_stack(work, out, settings, plan, stack_groups(groups, source_of, originals),
+        fitted = fit_stack(table, out, settings, plan, stack_groups(groups, source_of, originals),
                            len(originals))
     else:
-        fitted = fit_lightgbm(work, settings, plan)
+        fitted = fit_lightgbm(table, settings, plan)
     y_original = table.y[originals]
     names_original = [table.names[i] for i in originals]
     fold_ids = plan.fold_ids(len(table.y))[originals]
@@ -188,7 +207,7 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
         "n_augmented_rows": int(len(table.names) - len(originals)),
         "group_column": settings["group_column"],
         "drop_features": settings["drop_features"],
-        "n_extracted_features": len(table.feature_names),
+        "n_extracted_features": len(table.extracted_names),
         "seed": settings["seed"],
         **fitted["settings"],
         "features_file": str(table.path),
@@ -197,11 +216,11 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
         "extraction": table.meta.get("summary", {}),
         "versions": provenance.versions(),
     }
-    # Indices into the extracted columns: the model reads `used`, importances explain `explained`.
-    used = kept[fitted.get("columns", np.arange(len(kept)))]
+    # Indices into the table's columns: the model reads `used`, importances explain `explained`.
+    used = fitted.get("columns", np.arange(len(table.feature_names)))
     used_names = [table.feature_names[j] for j in used]
     manifest = {
-        "feature_names": table.feature_names,
+        "feature_names": table.extracted_names,
         "model_features": used_names,
         "feature_config": table.meta["feature_config"],
         "feature_fingerprint": table.meta["feature_fingerprint"],
@@ -219,9 +238,10 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
                           zip(names_original, y_original, fold_ids, oof[originals])])
     # The stack reads whole rows (it selects its columns itself); importances name what the
     # explaining model read.
-    explained = kept[fitted["explained"]] if "explained" in fitted else used
+    explained = fitted.get("explained", used)
     explained_names = [table.feature_names[j] for j in explained]
-    found = boosting.importances(fitted["explainer"], table.X[:, explained], explained_names)
+    rows = boosting.explanation_rows(len(table.y), settings["seed"])
+    found = boosting.importances(fitted["explainer"], table.X[rows][:, explained])
     write_csv_atomic(out / "importance.csv", ["feature", "family", "gain", "mean_abs_contribution"],
                      [(n, family_of(n), f"{g:.6g}", f"{c:.6g}") for n, g, c in
                       zip(explained_names, found["gain"], found["mean_abs_contribution"])])
@@ -230,7 +250,7 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
         shutil.copyfile(errors, out / "extract_errors.csv")
     record = {"primary": primary, "oof": summaries, "warnings": warnings, "run": run}
     if settings["ablation"]:
-        record["ablation"] = family_ablation(work, plan, originals, settings)
+        record["ablation"] = family_ablation(table, plan, originals, settings)
     run["seconds"] = round(time.time() - started, 3)
     write_text_atomic(out / "metrics.json", json.dumps(record, indent=2))
     from pipelines.report import build_report
@@ -413,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings["tune_only"] and (settings["model"] != "stack" or not settings["storage"]):
             raise ValueError("--tune-only needs --model stack and --storage URL: tuning workers "
                              "share their studies only through a storage they all reach")
-        table = load_feature_table(settings["features"])
+        table = load_feature_table(settings["features"], settings["drop_features"])
         out = Path(settings["out"])
         result = fit_run(table, out, settings)
     except (ValueError, OSError) as error:

@@ -252,7 +252,7 @@ def leak_check(dataset: Dataset, settings: dict) -> dict:
     oof = boosting.out_of_fold(X, y, plan, params, settings["seed"])
     summary = metrics.summary(y, oof)
     model = boosting.fit_full(X, y, params, settings["seed"])
-    contribution = boosting.importances(model, X, names)["mean_abs_contribution"]
+    contribution = boosting.importances(model, X)["mean_abs_contribution"]
     ranked = [{"feature": names[i], "mean_abs_contribution": float(contribution[i]),
                **separation(X[:, i], y)} for i in np.argsort(-contribution)]
     auc = summary["auc"]

@@ -1,5 +1,7 @@
-"""The plain LightGBM's parameters per modality."""
-from models.boosting import DEFAULT_PARAMS, plain_params
+"""The plain LightGBM's parameters per modality; the rows its importances are averaged over."""
+import numpy as np
+
+from models.boosting import DEFAULT_PARAMS, explanation_rows, plain_params
 
 
 def test_images_get_their_own_trees_and_the_user_has_the_last_word():
@@ -9,3 +11,12 @@ def test_images_get_their_own_trees_and_the_user_has_the_last_word():
     assert plain_params("audio") == DEFAULT_PARAMS
     assert plain_params("image", {"num_leaves": 31})["num_leaves"] == 31
     assert plain_params("clip", {"n_estimators": 50})["n_estimators"] == 50
+
+
+def test_every_row_is_explained_up_to_the_limit_then_a_seeded_sample():
+    np.testing.assert_array_equal(explanation_rows(5, seed=3, limit=5), np.arange(5))
+    rows = explanation_rows(1000, seed=3, limit=50)
+    assert len(rows) == 50 and len(set(rows.tolist())) == 50
+    assert rows.min() >= 0 and rows.max() < 1000 and np.all(np.diff(rows) > 0)
+    np.testing.assert_array_equal(rows, explanation_rows(1000, seed=3, limit=50))
+    assert not np.array_equal(rows, explanation_rows(1000, seed=4, limit=50))

@@ -28,6 +28,18 @@ def test_varying_columns_keeps_partly_missing_and_drops_single_valued():
     np.testing.assert_array_equal(selection.varying_columns(X), [1, 3])
 
 
+def test_varying_columns_across_row_blocks(monkeypatch):
+    # Blocks of 2 rows: each column below is constant inside every block, or missing in one.
+    monkeypatch.setattr(selection, "ROW_BLOCK", 2)
+    X = np.array([[5.0, 4.0, np.nan, np.nan, 2.0],
+                  [5.0, 4.0, np.nan, np.nan, 2.0],
+                  [5.0, 6.0, 7.0, np.nan, 2.0],
+                  [5.0, 6.0, 7.0, np.nan, 2.0],
+                  [5.0, 6.0, 7.0, np.nan, np.nan]], dtype=np.float32)
+    # 1: 4 in the first block, 6 later; 2: missing, then 7; 4: 2 or missing (last block only)
+    np.testing.assert_array_equal(selection.varying_columns(X), [1, 2, 4])
+
+
 def test_top_by_gain_breaks_ties_by_position():
     np.testing.assert_array_equal(selection.top_by_gain(np.array([1.0, 5.0, 1.0, 1.0, 0.0]), 3),
                                   [0, 1, 2])
