@@ -261,10 +261,16 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
 def fit_lightgbm(table: FeatureTable, settings: dict, plan) -> dict:
     """Plain LightGBM; features are selected inside each training fold, then on all rows for
     the final model (``columns``: the indices it uses)."""
+    from tqdm import tqdm
+
     params = plain_params(table, settings)
     cap = settings["max_features"]
-    oof = boosting.out_of_fold(table.X, table.y, plan, params, settings["seed"], cap)
-    model, columns = boosting.fit_selected(table.X, table.y, params, settings["seed"], cap)
+    # One step per model: the folds, then the final model (minutes each on 100,000s of rows).
+    with tqdm(total=plan.n_splits + 1, unit="model", desc="fit", file=sys.stderr) as bar:
+        oof = boosting.out_of_fold(table.X, table.y, plan, params, settings["seed"], cap,
+                                   on_fold=bar.update)
+        model, columns = boosting.fit_selected(table.X, table.y, params, settings["seed"], cap)
+        bar.update()
     return {"oof": {"lightgbm": oof}, "writer": lightgbm_writer(model), "explainer": model,
             "columns": columns,
             "settings": {"lightgbm_params": params,

@@ -20,3 +20,16 @@ def test_every_row_is_explained_up_to_the_limit_then_a_seeded_sample():
     assert rows.min() >= 0 and rows.max() < 1000 and np.all(np.diff(rows) > 0)
     np.testing.assert_array_equal(rows, explanation_rows(1000, seed=3, limit=50))
     assert not np.array_equal(rows, explanation_rows(1000, seed=4, limit=50))
+
+
+def test_out_of_fold_reports_each_fold_and_scores_every_row():
+    from models.boosting import out_of_fold
+    from models.validation import plan_folds
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 30)
+    X = (rng.normal(size=(60, 4)) + y[:, None]).astype(np.float32)
+    calls = []
+    oof = out_of_fold(X, y, plan_folds(y, None, 3, 0), {"n_estimators": 20}, 0,
+                      on_fold=lambda: calls.append(len(calls)))
+    assert calls == [0, 1, 2] and not np.isnan(oof).any()
