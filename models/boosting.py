@@ -59,19 +59,24 @@ def make_lightgbm(params: Mapping[str, Any] | None = None, seed: int = 0):
 
 def out_of_fold(X: np.ndarray, y: np.ndarray, plan: FoldPlan,
                 params: Mapping[str, Any] | None = None, seed: int = 0,
-                max_features: int | None = None, on_fold=None) -> np.ndarray:
+                max_features: int | None = None, on_fold=None,
+                finished: Mapping[int, np.ndarray] | None = None) -> np.ndarray:
     """Probability of 'fake' for every row, each predicted by a model that never saw it.
 
     Features are selected (``models.selection``) on each fold's training rows only, so the
-    held-out labels never choose the columns that score them. ``on_fold``, if given, is called
-    after each fold (progress).
+    held-out labels never choose the columns that score them. ``finished`` maps a fold's index
+    to the predictions of its held-out rows from an earlier run: that fold is not refitted.
+    ``on_fold(index, predictions)``, if given, is called after each newly fitted fold.
     """
     oof = np.full(len(y), np.nan)
-    for train, test in plan.folds:
+    for index, (train, test) in enumerate(plan.folds):
+        if finished and index in finished:
+            oof[test] = finished[index]
+            continue
         model, columns = fit_selected(X[train], y[train], params, seed, max_features)
         oof[test] = model.predict_proba(X[test][:, columns])[:, 1]
         if on_fold is not None:
-            on_fold()
+            on_fold(index, oof[test])
     return oof
 
 

@@ -7,6 +7,7 @@ predictions), ``importance.csv`` and ``report.html``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import re
@@ -27,7 +28,7 @@ from features.perturbations import source_name
 from models.validation import plan_folds, with_copies
 from pipelines import provenance
 from pipelines.extract import read_features_metadata
-from pipelines.options import (Option, build_parser, configure_logging, resolve,
+from pipelines.options import (Option, atomic_path, build_parser, configure_logging, resolve,
                                write_text_atomic)
 from pipelines.outputs import safe_cell, write_csv_atomic
 
@@ -64,7 +65,8 @@ OPTIONS = (
     Option("timeout", "stack: seconds allowed to each study", type=float),
     Option("storage", "stack: Optuna storage URL (sqlite:///..., postgresql://...) or journal "
            "file (default: RUN_DIR/tuning.journal)"),
-    Option("resume", "stack: continue the studies of an interrupted fit in the same run folder",
+    Option("resume", "continue an interrupted fit in the same run folder: the plain model "
+           "keeps its finished folds, the stack its Optuna studies",
            flag=True),
     Option("tune_only", "stack: be one tuning worker: run the stack's Optuna studies in "
            "--storage, sharing their trials with other workers, and write nothing else; a fit "
@@ -190,7 +192,7 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
         fitted = fit_stack(table, out, settings, plan, stack_groups(groups, source_of, originals),
                            len(originals))
     else:
-        fitted = fit_lightgbm(table, settings, plan)
+        fitted = fit_lightgbm(table, out, settings, plan)
     y_original = table.y[originals]
     names_original = [table.names[i] for i in originals]
     fold_ids = plan.fold_ids(len(table.y))[originals]
@@ -258,24 +260,80 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
     return {"metrics": summaries, "warnings": warnings, "n_splits": plan.n_splits}
 
 
-def fit_lightgbm(table: FeatureTable, settings: dict, plan) -> dict:
+def fit_lightgbm(table: FeatureTable, out: Path, settings: dict, plan) -> dict:
     """Plain LightGBM; features are selected inside each training fold, then on all rows for
-    the final model (``columns``: the indices it uses)."""
+    the final model (``columns``: the indices it uses). Each finished fold is checkpointed, so
+    an interrupted fit continues with --resume."""
     from tqdm import tqdm
 
     params = plain_params(table, settings)
     cap = settings["max_features"]
+    checkpoint = FoldCheckpoint(out, fold_identity(table, params, settings, plan),
+                                settings["resume"])
+    finished = checkpoint.finished()
+    if finished:
+        log.info("resuming: %d of %d folds already fitted", len(finished), plan.n_splits)
+
+    def fold_done(index: int, predictions: np.ndarray) -> None:
+        checkpoint.save(index, predictions)
+        bar.update()
+
     # One step per model: the folds, then the final model (minutes each on 100,000s of rows).
-    with tqdm(total=plan.n_splits + 1, unit="model", desc="fit", file=sys.stderr) as bar:
+    with tqdm(total=plan.n_splits + 1, initial=len(finished), unit="model", desc="fit",
+              file=sys.stderr) as bar:
         oof = boosting.out_of_fold(table.X, table.y, plan, params, settings["seed"], cap,
-                                   on_fold=bar.update)
+                                   on_fold=fold_done, finished=finished)
         model, columns = boosting.fit_selected(table.X, table.y, params, settings["seed"], cap)
         bar.update()
+    checkpoint.clear()
     return {"oof": {"lightgbm": oof}, "writer": lightgbm_writer(model), "explainer": model,
             "columns": columns,
             "settings": {"lightgbm_params": params,
                          "max_features": cap, "n_features": len(table.feature_names),
                          "n_model_features": len(columns)}}
+
+
+class FoldCheckpoint:
+    """The held-out predictions of the plain model's finished folds, in RUN_DIR/checkpoint/
+    until the fit completes. Without --resume an earlier checkpoint is discarded; with it, it is
+    reused only if the data, columns, parameters, seed and folds are the same."""
+
+    def __init__(self, out: Path, identity: dict[str, str], resume: bool):
+        self.folder = out / "checkpoint"
+        saved = self.folder / "identity.json"
+        if resume and saved.is_file():
+            earlier = json.loads(saved.read_text())
+            differing = [key for key in identity if earlier.get(key) != identity[key]]
+            if differing:
+                raise ValueError(f"--resume: the interrupted fit in {out} used other "
+                                 f"{', '.join(differing)}; run without --resume to start again")
+        elif self.folder.exists():
+            shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(saved, json.dumps(identity, indent=2))
+
+    def finished(self) -> dict[int, np.ndarray]:
+        return {int(path.stem.removeprefix("fold_")): np.load(path, allow_pickle=False)
+                for path in self.folder.glob("fold_*.npy")}
+
+    def save(self, fold: int, predictions: np.ndarray) -> None:
+        with atomic_path(self.folder / f"fold_{fold}.npy") as tmp, open(tmp, "wb") as handle:
+            np.save(handle, predictions, allow_pickle=False)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def fold_identity(table: FeatureTable, params: dict, settings: dict, plan) -> dict[str, str]:
+    """What a fold's predictions depend on, as digests (see ``FoldCheckpoint``)."""
+    def digest(value) -> str:
+        return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+    return {"data": provenance.data_fingerprint(table.names, table.y),
+            "columns": digest(table.feature_names),
+            "parameters": digest({**params, "max_features": settings["max_features"]}),
+            "seed": str(settings["seed"]),
+            "folds": digest([test.tolist() for _, test in plan.folds])}
 
 
 def plain_params(table: FeatureTable, settings: dict) -> dict:

@@ -161,6 +161,60 @@ def test_feature_table_is_read_in_column_batches_without_the_dropped_columns(dat
     np.testing.assert_array_equal(table.y, raw.column("target").to_numpy())
 
 
+def counting_fits(monkeypatch, fail_at: int | None = None) -> list:
+    """Count the plain model's fits (folds and final); raise KeyboardInterrupt at fit
+    ``fail_at`` (1-based), as a user's Ctrl-C would."""
+    from models import boosting
+
+    calls, real = [], boosting.fit_selected
+
+    def fit_selected(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == fail_at:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(boosting, "fit_selected", fit_selected)
+    return calls
+
+
+def test_interrupted_fit_resumes_from_its_finished_folds(dataset, tmp_path, monkeypatch):
+    root, config, _ = dataset
+    features = tmp_path / "features.parquet"
+    assert run_extract(root, config, features) == 0
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    assert fit.main(["--features", str(features), "--out", str(reference), "--folds", "3"]) == 0
+    args = ["--features", str(features), "--out", str(run), "--folds", "3"]
+    counting_fits(monkeypatch, fail_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        fit.main(args)
+    assert sorted(p.name for p in (run / "checkpoint").glob("fold_*.npy")) == \
+        ["fold_0.npy", "fold_1.npy"]
+    assert not (run / "metrics.json").exists()
+    calls = counting_fits(monkeypatch)
+    assert fit.main([*args, "--resume"]) == 0
+    assert len(calls) == 2  # the third fold and the final model only
+    assert (run / "oof.csv").read_text() == (reference / "oof.csv").read_text()
+    assert not (run / "checkpoint").exists()
+
+
+def test_resume_refuses_other_settings_and_a_fresh_fit_refits_every_fold(dataset, tmp_path,
+                                                                        monkeypatch, capsys):
+    root, config, _ = dataset
+    features = tmp_path / "features.parquet"
+    assert run_extract(root, config, features) == 0
+    args = ["--features", str(features), "--out", str(tmp_path / "run"), "--folds", "3"]
+    counting_fits(monkeypatch, fail_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        fit.main(args)
+    counting_fits(monkeypatch)
+    assert fit.main([*args, "--resume", "--seed", "1"]) == 2
+    assert "other seed, folds; run without --resume" in capsys.readouterr().err
+    calls = counting_fits(monkeypatch)
+    assert fit.main(args) == 0
+    assert len(calls) == 4  # three folds and the final model
+
+
 def test_max_features_bundle_predicts_on_files_as_the_fitted_model(dataset, tmp_path,
                                                                      monkeypatch):
     from models import boosting
