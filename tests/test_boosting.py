@@ -22,14 +22,27 @@ def test_every_row_is_explained_up_to_the_limit_then_a_seeded_sample():
     assert not np.array_equal(rows, explanation_rows(1000, seed=4, limit=50))
 
 
-def test_out_of_fold_reports_each_fold_and_scores_every_row():
+def test_out_of_fold_reports_each_new_fold_and_reuses_finished_ones():
     from models.boosting import out_of_fold
     from models.validation import plan_folds
 
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 30)
     X = (rng.normal(size=(60, 4)) + y[:, None]).astype(np.float32)
-    calls = []
-    oof = out_of_fold(X, y, plan_folds(y, None, 3, 0), {"n_estimators": 20}, 0,
-                      on_fold=lambda: calls.append(len(calls)))
-    assert calls == [0, 1, 2] and not np.isnan(oof).any()
+    plan = plan_folds(y, None, 3, 0)
+    reported = {}
+    oof = out_of_fold(X, y, plan, {"n_estimators": 20}, 0,
+                      on_fold=lambda index, predictions: reported.update({index: predictions}))
+    assert sorted(reported) == [0, 1, 2] and not np.isnan(oof).any()
+    for index, (_, test) in enumerate(plan.folds):
+        np.testing.assert_array_equal(reported[index], oof[test])
+    # a finished fold is taken as given (here: a constant) and not refitted or reported again
+    held_out = plan.folds[1][1]
+    again = {}
+    resumed = out_of_fold(X, y, plan, {"n_estimators": 20}, 0,
+                          on_fold=lambda index, predictions: again.update({index: predictions}),
+                          finished={1: np.full(len(held_out), 0.25)})
+    assert sorted(again) == [0, 2]
+    np.testing.assert_array_equal(resumed[held_out], 0.25)
+    rest = np.setdiff1d(np.arange(60), held_out)
+    np.testing.assert_array_equal(resumed[rest], oof[rest])
