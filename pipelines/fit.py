@@ -296,7 +296,8 @@ def fit_lightgbm(table: FeatureTable, out: Path, settings: dict, plan) -> dict:
 class FoldCheckpoint:
     """The held-out predictions of the plain model's finished folds, in RUN_DIR/checkpoint/
     until the fit completes. Without --resume an earlier checkpoint is discarded; with it, it is
-    reused only if the data, columns, parameters, seed and folds are the same."""
+    reused only if the data, feature table file, columns, parameters, seed and folds are the
+    same."""
 
     def __init__(self, out: Path, identity: dict[str, str], resume: bool):
         self.folder = out / "checkpoint"
@@ -329,7 +330,9 @@ def fold_identity(table: FeatureTable, params: dict, settings: dict, plan) -> di
     def digest(value) -> str:
         return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
+    stat = table.path.stat()  # a table extracted again (same names, other values) is refused
     return {"data": provenance.data_fingerprint(table.names, table.y),
+            "feature table": f"{stat.st_size}:{stat.st_mtime_ns}",
             "columns": digest(table.feature_names),
             "parameters": digest({**params, "max_features": settings["max_features"]}),
             "seed": str(settings["seed"]),

@@ -1,6 +1,7 @@
 """extract -> fit -> predict on small generated images, through the command-line entry points."""
 import csv
 import json
+import os
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -210,6 +211,10 @@ def test_resume_refuses_other_settings_and_a_fresh_fit_refits_every_fold(dataset
     counting_fits(monkeypatch)
     assert fit.main([*args, "--resume", "--seed", "1"]) == 2
     assert "other seed, folds; run without --resume" in capsys.readouterr().err
+    stat = features.stat()  # the table written again: same names, perhaps other values
+    os.utime(features, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert fit.main([*args, "--resume"]) == 2
+    assert "used other feature table; run without --resume" in capsys.readouterr().err
     calls = counting_fits(monkeypatch)
     assert fit.main(args) == 0
     assert len(calls) == 4  # three folds and the final model
