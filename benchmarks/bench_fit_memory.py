@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench_memory import MIB, SAMPLE_SECONDS, TreeSampler
-from pipelines.extract import ROW_GROUP_BYTES
+from pipelines.extract import ROW_GROUP_BYTES, read_features_metadata
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ def build_repeated_table(source: Path, rows: int, target: Path) -> tuple[int, in
     ``target`` with the source's schema metadata and row groups as ``extract`` sizes them;
     returns (rows, feature columns)."""
     table = pq.read_table(source)
-    name_column = next(c for c in ("img_name", "img_path", "video_name") if c in table.column_names)
+    name_column = read_features_metadata(source)["name_column"]
     names = table.column(name_column).to_pylist()
     position = table.column_names.index(name_column)
     n_features = sum("__" in c for c in table.column_names)

@@ -243,7 +243,7 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
     explained = fitted.get("explained", used)
     explained_names = [table.feature_names[j] for j in explained]
     rows = boosting.explanation_rows(len(table.y), settings["seed"])
-    found = boosting.importances(fitted["explainer"], table.X[rows][:, explained])
+    found = boosting.importances(fitted["explainer"], table.X[np.ix_(rows, explained)])
     write_csv_atomic(out / "importance.csv", ["feature", "family", "gain", "mean_abs_contribution"],
                      [(n, family_of(n), f"{g:.6g}", f"{c:.6g}") for n, g, c in
                       zip(explained_names, found["gain"], found["mean_abs_contribution"])])
