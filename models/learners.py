@@ -13,7 +13,9 @@ scaled by the ratio of rows, n_all / n_inner (about 1 / (1 - validation_fraction
 fitted on more rows keeps improving for more rounds (the usual rule when refitting on all the
 data after early stopping). On stylegan140k_small (default preset, 5-fold, the plain image
 parameters at learning rate 0.03, patience 100) the unscaled count gave AUC 0.877, the scaled one
-0.879, a fixed 1,500 rounds 0.884.
+0.879, a fixed 1,500 rounds 0.884. Given ``rounds_per_row`` (the stack passes the rate its tuning
+found, :mod:`models.tuning`), a booster skips early stopping and grows that many rounds per
+training row, one fit instead of two.
 
 Threads: each model uses ``n_threads`` threads (default 1). On a 2-core machine the stack runs two
 models at once in separate processes rather than one model on two threads: LightGBM and XGBoost
@@ -85,11 +87,13 @@ class EarlyStopping:
 
 @dataclass
 class FittedLearner:
-    """A fitted base learner; ``n_rounds`` is its number of boosting rounds (None for logistic)."""
+    """A fitted base learner; ``n_rounds`` is its number of boosting rounds (None for logistic),
+    ``n_rows`` the number of rows it was grown on."""
     name: str
     estimator: object
     n_rounds: int | None
     n_threads: int = 1
+    n_rows: int = 0
 
     def predict_positive(self, X) -> np.ndarray:
         """Probability of the positive class (fake) for each row."""
@@ -145,12 +149,14 @@ def make_estimator(name: str, params: dict, *, positive_weight: float, random_st
 
 def fit_learner(name: str, params: dict, X, y, groups=None, *, random_state: int = 0,
                 n_threads: int = 1, early_stopping: EarlyStopping = EarlyStopping(),
-                refit: bool = True) -> FittedLearner:
+                refit: bool = True, rounds_per_row: float | None = None) -> FittedLearner:
     """Fit one base learner; boosters use early stopping on an inner validation split.
 
     With ``refit=False`` the early-stopped model, grown on the inner training part only, is
     returned: half the cost, used while tuning to rank hyperparameters. LightGBM and XGBoost then
     predict with the best round; HistGradientBoosting keeps the ``patience`` rounds grown after it.
+    With ``rounds_per_row`` a booster is grown on all rows for ``ceil(rounds_per_row * rows)``
+    rounds, without early stopping.
     """
     X = _input_for(name, X)
     y = np.asarray(y)
@@ -159,7 +165,10 @@ def fit_learner(name: str, params: dict, X, y, groups=None, *, random_state: int
         if name not in BOOSTERS:
             estimator = make_estimator(name, params, positive_weight=weight,
                                        random_state=random_state, n_threads=n_threads)
-            return FittedLearner(name, estimator.fit(X, y), None, n_threads)
+            return FittedLearner(name, estimator.fit(X, y), None, n_threads, len(y))
+        if rounds_per_row is not None:
+            return _fit_rounds(name, params, X, y, max(1, math.ceil(rounds_per_row * len(y))),
+                               weight, random_state, n_threads)
         inner, valid = inner_validation_split(y, groups, early_stopping.validation_fraction,
                                               random_state)
         stopped = make_estimator(name, params, positive_weight=weight, random_state=random_state,
@@ -168,12 +177,17 @@ def fit_learner(name: str, params: dict, X, y, groups=None, *, random_state: int
                              early_stopping.patience)
         n_rounds = best_rounds(name, stopped)
         if not refit:
-            return FittedLearner(name, stopped, n_rounds, n_threads)
-        n_rounds = refit_rounds(n_rounds, len(inner), len(y))
-        final = make_estimator(name, {**params, ROUNDS_PARAM[name]: n_rounds},
+            return FittedLearner(name, stopped, n_rounds, n_threads, len(inner))
+        return _fit_rounds(name, params, X, y, refit_rounds(n_rounds, len(inner), len(y)),
+                           weight, random_state, n_threads)
+
+
+def _fit_rounds(name, params, X, y, n_rounds, weight, random_state, n_threads) -> FittedLearner:
+    """A booster grown on all of X for exactly ``n_rounds`` rounds."""
+    estimator = make_estimator(name, {**params, ROUNDS_PARAM[name]: n_rounds},
                                positive_weight=weight, random_state=random_state,
                                n_threads=n_threads)
-        return FittedLearner(name, final.fit(X, y), n_rounds, n_threads)
+    return FittedLearner(name, estimator.fit(X, y), n_rounds, n_threads, len(y))
 
 
 def refit_rounds(best: int, n_inner: int, n_all: int) -> int:

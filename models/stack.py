@@ -6,7 +6,9 @@ predicting a row with a model that saw it, (3) fits the meta-learner on those OO
 (4) refits every base learner on all rows. The OOF folds are a fresh partition, not the tuning
 folds, and each chooses its own columns (:meth:`GradientBoostedStack._out_of_fold`): the
 meta-learner should judge each learner on rows that chose neither its hyperparameters' lucky
-splits nor its columns.
+splits nor its columns. A booster's OOF fits and refit grow the rounds per training row that its
+study's best trial reached by early stopping, averaged over the tuning folds (the round count is
+tuned with the other hyperparameters): one fit each instead of an early-stopped fit and a refit.
 
 Meta-learners: ``"logistic"`` is a logistic regression on the logits of the base probabilities
 with non-negative weights (stacked generalisation, D. H. Wolpert, "Stacked generalization", Neural
@@ -35,8 +37,9 @@ hyperparameters were chosen on the same rows; :func:`nested_oof` gives the hones
 repeating the whole fit inside outer folds.
 
 Parallelism: ``n_jobs`` worker processes (joblib/loky; -1 = all cores) run learners (tuning,
-refit) and (learner, fold) pairs (OOF) at the same time, each model on ``model_threads`` threads.
-Results do not depend on ``n_jobs``.
+refit) and (learner, fold) pairs (OOF) at the same time, each model on ``model_threads`` threads;
+:func:`nested_oof` instead runs whole stack fits (outer folds, final) at the same time, one per
+worker. Results do not depend on ``n_jobs``.
 """
 from __future__ import annotations
 
@@ -44,8 +47,9 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import optuna
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from scipy.optimize import minimize
 from scipy.special import expit, logit
 from scipy.stats import rankdata
@@ -213,7 +217,7 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         rows, so the held-out labels never choose the columns. ``support_`` holds the indices.
     """
 
-    def __init__(self, learners=LEARNER_NAMES, *, search_spaces=None, n_trials=8, timeout=None,
+    def __init__(self, learners=LEARNER_NAMES, *, search_spaces=None, n_trials=4, timeout=None,
                  cv=3, meta="rank_mean", storage=None, study_prefix="", random_state=0,
                  n_jobs=-1, model_threads=1, validation_fraction=0.2, patience=100, worker=0,
                  max_features=None):
@@ -262,8 +266,8 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
 
         tick = time.perf_counter()
         refitted = dict(zip(_slowest_first(names), parallel(delayed(_timed)(
-            fit_learner, name, self.best_params_[name], X, y, groups, **self._fit_settings())
-            for name in _slowest_first(names))))
+            fit_learner, name, self.best_params_[name], X, y, groups,
+            **self._fit_settings(name)) for name in _slowest_first(names))))
         self.learners_ = {name: refitted[name][0] for name in names}
         for name in names:
             _add_cost(costs[name], "refit", refitted[name][1])
@@ -324,16 +328,21 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         tasks = [(name, fold) for name in _slowest_first(names) for fold in range(len(splits))]
         predictions = parallel(delayed(_timed)(
             _fit_predict, name, self.best_params_[name], X_all[:, columns[fold]], y, groups,
-            *splits[fold], **self._fit_settings()) for name, fold in tasks)
+            *splits[fold], **self._fit_settings(name)) for name, fold in tasks)
         oof = np.empty((len(y), len(names)))
         for (name, fold), (prediction, cost) in zip(tasks, predictions):
             oof[splits[fold][1], names.index(name)] = prediction
             _add_cost(costs[name], "oof", cost)
         return oof
 
-    def _fit_settings(self) -> dict:
-        return dict(random_state=self.random_state, n_threads=self.model_threads,
-                    early_stopping=EarlyStopping(self.validation_fraction, self.patience))
+    def _fit_settings(self, name: str | None = None) -> dict:
+        """Settings of every fit; after tuning, a learner's fits grow the rounds per row its
+        study found (see the class docstring)."""
+        settings = dict(random_state=self.random_state, n_threads=self.model_threads,
+                        early_stopping=EarlyStopping(self.validation_fraction, self.patience))
+        if name is not None:
+            settings["rounds_per_row"] = self.tuning_[name]["rounds_per_row"]
+        return settings
 
     def predict_proba(self, X) -> np.ndarray:
         """Columns P(real), P(fake); with ``meta='rank_mean'`` the second column is a mean rank."""
@@ -366,54 +375,94 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
 
 @dataclass
 class NestedOOF:
-    """Honest OOF predictions: ``predictions`` has columns fold, target, each learner and stack."""
+    """Honest OOF predictions: ``predictions`` has columns fold, target, each learner and stack;
+    ``final`` is the stack fitted (or, tuning only, tuned) on all rows when it was asked for."""
     predictions: pd.DataFrame
     folds: list[dict]
+    final: GradientBoostedStack | None = None
 
 
 def nested_oof(X, y, groups=None, *, outer_cv: int = 5, outer_folds=None, tune_only=False,
-               **stack_params) -> NestedOOF:
+               with_final=False, on_fit=None, **stack_params) -> NestedOOF:
     """Out-of-fold predictions of every base learner and of the stack, with tuning nested inside.
 
     Each outer fold's test part is predicted by a stack (tuning included) fitted on the outer
     training part only, so no hyperparameter, round count or meta weight has seen the rows it
     predicts. ``stack_params`` go to :class:`GradientBoostedStack`; the studies of outer fold k are
-    named ``{study_prefix}outer{k}-{learner}``, so an interrupted run resumes fold by fold.
+    named ``{study_prefix}outer{k}-{learner}``, so an interrupted run resumes fold by fold. With
+    ``with_final`` the stack is also fitted on all rows (studies ``{study_prefix}final-...``).
 
     The outer folds are ``outer_cv`` stratified (group) folds, or the given ``outer_folds``
     ((train, test) index pairs, e.g. from ``models.validation.plan_folds``); rows in no test part
     keep fold -1 and NaN predictions. With ``tune_only`` only the studies run (see
     :meth:`GradientBoostedStack.tune`): the predictions stay NaN and each fold holds its tuning.
+
+    The fits (outer folds, final) are independent, so they run at the same time, one per worker
+    process (``n_jobs``; largest first), each fitting its learners one after another: up to
+    folds + 1 workers stay busy, where one fit has four learners to spread (on 2 cores, 1.96
+    cores busy on the ``demo.sh`` table against 1.7, for about the same wall time: there the work
+    itself set it). ``on_fit(label)`` is called as each fit ends (label ``"final"`` or the fold
+    number). Results do not depend on ``n_jobs``.
     """
     X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y).astype(int)
     prefix = stack_params.pop("study_prefix", "")
-    random_state = stack_params.get("random_state", 0)
+    n_jobs = stack_params.pop("n_jobs", -1)
     names = list(stack_params.get("learners", LEARNER_NAMES))
+    if outer_folds is None:
+        outer_folds = make_splits(y, groups, outer_cv, stack_params.get("random_state", 0))
+    tasks = ([("final", np.arange(len(y)), None)] if with_final else []) + [
+        (k, train, test) for k, (train, test) in enumerate(outer_folds)]
+    parallel = Parallel(n_jobs=min(effective_n_jobs(n_jobs), len(tasks)), backend="loky",
+                        return_as="generator_unordered")
+    results = {}
+    for label, result in parallel(delayed(_nested_fit)(
+            label, X, y, groups, train, test, tune_only, names,
+            {**stack_params, "n_jobs": 1, "study_prefix": f"{prefix}{_study_part(label)}"},
+            optuna.logging.get_verbosity())
+            for label, train, test in tasks):
+        results[label] = result
+        if on_fit is not None:
+            on_fit(label)
     predictions = pd.DataFrame({"fold": -1, "target": y}, index=np.arange(len(y)))
     for name in names + ["stack"]:
         predictions[name] = np.nan
     folds = []
-    if outer_folds is None:
-        outer_folds = make_splits(y, groups, outer_cv, random_state)
-    for k, (train, test) in enumerate(outer_folds):
-        stack = GradientBoostedStack(**stack_params, study_prefix=f"{prefix}outer{k}-")
-        train_groups = None if groups is None else np.asarray(groups)[train]
-        if tune_only:
-            stack.tune(X[train], y[train], train_groups)
-            folds.append({"fold": k, "tuning": stack.tuning_})
-            continue
-        stack.fit(X[train], y[train], train_groups)
-        predictions.loc[test, "fold"] = k
-        selected = X[test][:, stack.support_]
-        for name in names:
-            predictions.loc[test, name] = stack.learners_[name].predict_positive(selected)
-        predictions.loc[test, "stack"] = stack.predict_proba(X[test])[:, 1]
-        folds.append({"fold": k, "n_train": int(len(train)), "n_test": int(len(test)),
-                      "tuning": stack.tuning_, "meta": stack.meta_.as_dict(),
-                      "n_rounds": {n: stack.learners_[n].n_rounds for n in names},
-                      "n_features": int(len(stack.support_)), "timings": stack.timings_})
-    return NestedOOF(predictions, folds)
+    for k, (_, test) in enumerate(outer_folds):
+        fold, fold_predictions = results[k]
+        if not tune_only:
+            predictions.loc[test, "fold"] = k
+            for name, values in fold_predictions.items():
+                predictions.loc[test, name] = values
+        folds.append(fold)
+    return NestedOOF(predictions, folds, results.get("final"))
+
+
+def _study_part(label) -> str:
+    return "final-" if label == "final" else f"outer{label}-"
+
+
+def _nested_fit(label, X, y, groups, train, test, tune_only, names, stack_params,
+                optuna_verbosity):
+    """One fit of :func:`nested_oof`, in a worker: the final stack, or an outer fold's record and
+    its held-out predictions (learner or "stack" -> values). Optuna logs as in the caller."""
+    optuna.logging.set_verbosity(optuna_verbosity)
+    stack = GradientBoostedStack(**stack_params)
+    train_groups = None if groups is None else np.asarray(groups)[train]
+    if tune_only:
+        stack.tune(X[train], y[train], train_groups)
+        return label, stack if label == "final" else ({"fold": label, "tuning": stack.tuning_}, {})
+    stack.fit(X[train], y[train], train_groups)
+    if label == "final":
+        return label, stack
+    selected = X[test][:, stack.support_]
+    fold_predictions = {name: stack.learners_[name].predict_positive(selected) for name in names}
+    fold_predictions["stack"] = stack.predict_proba(X[test])[:, 1]
+    return label, ({"fold": label, "n_train": int(len(train)), "n_test": int(len(test)),
+                    "tuning": stack.tuning_, "meta": stack.meta_.as_dict(),
+                    "n_rounds": {n: stack.learners_[n].n_rounds for n in names},
+                    "n_features": int(len(stack.support_)), "timings": stack.timings_},
+                   fold_predictions)
 
 
 def _fit_predict(name, params, X, y, groups, train, test, **fit_settings) -> np.ndarray:

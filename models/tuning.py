@@ -5,7 +5,9 @@ StratifiedGroupKFold when groups are given); the folds are fixed by ``random_sta
 trial is scored on the same folds. After each fold the running mean is reported, and a
 MedianPruner stops trials that are below the median of earlier trials at the same fold. The
 sampler is a seeded TPESampler; a new study first evaluates the ``start`` values of its search
-space, where given (Optuna's ``enqueue_trial``).
+space, where given (Optuna's ``enqueue_trial``). Each booster's trial also records its early-stopped
+rounds per inner training row; the best trial's mean (``TuningResult.rounds_per_row``) sets the
+rounds of the stack's later fits, which then need no early stopping of their own.
 
 Storage: ``None`` keeps the study in memory; a URL (``sqlite:///...``, ``postgresql://...``) uses
 Optuna's database storage; any other string or path is a journal file (Optuna's JournalStorage),
@@ -74,6 +76,9 @@ class TuningResult:
     best_value: float
     n_complete: int
     n_pruned: int
+    # Boosters: the best trial's early-stopped rounds per inner training row, averaged over its
+    # folds (None: no such record, e.g. a logistic regression or an untuned space).
+    rounds_per_row: float | None = None
 
 
 def load_search_spaces(source=None) -> dict[str, dict[str, ParamSpec]]:
@@ -171,6 +176,24 @@ def fixed_params(space: dict[str, ParamSpec]) -> dict:
     return {name: spec.value for name, spec in space.items() if spec.kind == "fixed"}
 
 
+# Optuna's default: finished trials before the median pruner stops any.
+PRUNER_STARTUP = 5
+
+
+def startup_trials(n_trials: int) -> int:
+    """Trials of a study before TPE models its results (random ones, after the start point) and
+    before the pruner stops any (at most ``PRUNER_STARTUP``): a third of the budget, 2 to 10.
+
+    Optuna's defaults (10 for TPE, 5 for the median pruner) make any budget under 10 trials, such
+    as the stack's default 4, a random search around the start point with few trials or none
+    prunable; a third of the budget, and at least the start point and one random trial, leaves
+    the rest to TPE and the pruner. Large budgets keep Optuna's 10 and 5 (J. Bergstra, R. Bardenet,
+    Y. Bengio, B. Kegl, "Algorithms for Hyper-Parameter Optimization", NeurIPS 2011, for TPE;
+    with the pruner waiting for 10, a 50-trial tuning took 568 s instead of 498 s).
+    """
+    return min(10, max(2, round(n_trials / 3)))
+
+
 def make_splits(y, groups=None, n_splits: int = 3, random_state: int = 0) -> list:
     """Shuffled stratified folds (group-disjoint when groups are given) as (train, test) pairs."""
     placeholder = np.zeros(len(y))
@@ -225,8 +248,9 @@ def tune_learner(name: str, X, y, groups=None, *, space: dict[str, ParamSpec],
     # does not replay its first random trials) and per worker.
     entropy = [random_state, zlib.crc32(name.encode()), n_existing, worker]
     seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
-    study.sampler = optuna.samplers.TPESampler(seed=seed)
-    study.pruner = optuna.pruners.MedianPruner(n_startup_trials=5)
+    warm_up = startup_trials(n_trials)
+    study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=warm_up)
+    study.pruner = optuna.pruners.MedianPruner(n_startup_trials=min(warm_up, PRUNER_STARTUP))
     remaining = n_trials - _count_finished(study)
     if remaining > 0:
         splits = make_splits(y, groups, cv, random_state)
@@ -240,9 +264,11 @@ def tune_learner(name: str, X, y, groups=None, *, space: dict[str, ParamSpec],
         raise RuntimeError(f"study {study_name!r} has no completed trial; raise n_trials or "
                            f"timeout")
     best = study.best_trial
+    fold_rates = best.user_attrs.get("rounds_per_row")
     return TuningResult(name, study_name, {**fixed_params(space), **best.params},
                         float(best.value), len(completed),
-                        len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))))
+                        len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))),
+                        float(np.mean(fold_rates)) if fold_rates else None)
 
 
 def _create_or_load(storage, study_name: str) -> tuple[optuna.Study, bool]:
@@ -258,7 +284,7 @@ def _cv_auc_objective(name, X, y, groups, space, splits, random_state, n_threads
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("owner", _owner())
         params = suggest_params(trial, space)
-        fold_aucs = []
+        fold_aucs, fold_rates = [], []
         for step, (train, test) in enumerate(splits):
             model = fit_learner(name, params, X[train], y[train],
                                 None if groups is None else np.asarray(groups)[train],
@@ -266,6 +292,9 @@ def _cv_auc_objective(name, X, y, groups, space, splits, random_state, n_threads
                                 early_stopping=early_stopping, refit=False)
             fold_aucs.append(float(roc_auc_score(y[test], model.predict_positive(X[test]))))
             trial.set_user_attr("fold_auc", fold_aucs)
+            if model.n_rounds is not None:
+                fold_rates.append(model.n_rounds / model.n_rows)
+                trial.set_user_attr("rounds_per_row", fold_rates)
             trial.report(float(np.mean(fold_aucs)), step)
             if trial.should_prune():
                 raise optuna.TrialPruned()

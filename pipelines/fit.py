@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from models import boosting, metrics
 from models.bundle import lightgbm_writer, write_bundle
@@ -61,7 +62,7 @@ OPTIONS = (
     Option("model", "plain LightGBM, or the Optuna-tuned stack (LightGBM, XGBoost, "
            "HistGradientBoosting, logistic regression) evaluated by nested cross-validation",
            default="lightgbm", choices=("lightgbm", "stack")),
-    Option("n_trials", "stack: Optuna trials per base learner and study", type=int, default=8),
+    Option("n_trials", "stack: Optuna trials per base learner and study", type=int, default=4),
     Option("timeout", "stack: seconds allowed to each study", type=float),
     Option("storage", "stack: Optuna storage URL (sqlite:///..., postgresql://...) or journal "
            "file (default: RUN_DIR/tuning.journal)"),
@@ -264,8 +265,6 @@ def fit_lightgbm(table: FeatureTable, out: Path, settings: dict, plan) -> dict:
     """Plain LightGBM; features are selected inside each training fold, then on all rows for
     the final model (``columns``: the indices it uses). Each finished fold is checkpointed, so
     an interrupted fit continues with --resume."""
-    from tqdm import tqdm
-
     params = plain_params(table, settings)
     cap = settings["max_features"]
     checkpoint = FoldCheckpoint(out, fold_identity(table, params, settings, plan),
@@ -377,7 +376,7 @@ def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups,
               n_images: int) -> dict:
     """Nested CV for honest metrics, then the final stack tuned and fitted on all rows."""
     from models.serialize import save_stack
-    from models.stack import GradientBoostedStack, nested_oof
+    from models.stack import nested_oof
     from models.tuning import finished_trials
 
     storage = settings["storage"] or str(out / "tuning.journal")
@@ -386,8 +385,11 @@ def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups,
                          "continue them, or choose another --out")
     params = stack_params(settings, storage, n_images)
     before = finished_trials(storage)
-    nested = nested_oof(table.X, table.y, groups, outer_folds=plan.folds, **params)
-    final = GradientBoostedStack(**params, study_prefix="final-").fit(table.X, table.y, groups)
+    # One step per stack fit: the outer folds and the final one, several at a time.
+    with tqdm(total=plan.n_splits + 1, unit="fit", desc="stack", file=sys.stderr) as bar:
+        nested = nested_oof(table.X, table.y, groups, outer_folds=plan.folds, with_final=True,
+                            on_fit=lambda _: bar.update(), **params)
+    final = nested.final
     learners = list(final.learners)
     names = stack_study_names(nested, final)
     after = {name: n for name, n in finished_trials(storage).items() if name in names}
@@ -452,18 +454,17 @@ def tune_stack(table: FeatureTable, settings: dict, plan, groups,
                n_images: int) -> dict[str, int]:
     """--tune-only: run the studies of a stack fit on ``table``, and only them.
 
-    Every worker walks through the same studies, in the same order, as the fit would; on a
-    shared storage they split each study's trials. Returns each study's finished trials.
+    Every worker runs the same studies as the fit would (several at a time, as the fit does); on
+    a shared storage they split each study's trials. Returns each study's finished trials.
     """
-    from models.stack import GradientBoostedStack, nested_oof
+    from models.stack import nested_oof
     from models.tuning import finished_trials, process_worker
 
     params = {**stack_params(settings, settings["storage"], n_images),
               "worker": process_worker()}
     nested = nested_oof(table.X, table.y, groups, outer_folds=plan.folds, tune_only=True,
-                        **params)
-    final = GradientBoostedStack(**params, study_prefix="final-").tune(table.X, table.y, groups)
-    names = stack_study_names(nested, final)
+                        with_final=True, **params)
+    names = stack_study_names(nested, nested.final)
     return {name: n for name, n in sorted(finished_trials(settings["storage"]).items())
             if name in names}
 

@@ -90,12 +90,25 @@ def test_signal_needs_more_rounds_than_noise(name):
     assert signal.n_rounds > noise.n_rounds
 
 
+@pytest.mark.parametrize("name", BOOSTERS)
+def test_a_given_rate_grows_that_many_rounds_per_row_without_early_stopping(name):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(150, 5)).astype(np.float32)
+    noise_labels = rng.integers(0, 2, 150)
+    fitted = fit_learner(name, SMALL[name], X, noise_labels, rounds_per_row=1.37)
+    # 1.37 rounds per row x 150 rows = 205.5, rounded up; early stopping on these noise labels
+    # stops before 100 rounds (test above).
+    assert fitted.n_rounds == trees_in(fitted) == 206
+    assert fitted.n_rows == 150
+
+
 def test_without_refit_the_early_stopped_model_is_returned():
     X, y = imbalanced_data(n_negatives=200, n_positives=200)
     stopped = fit_learner("lightgbm", SMALL["lightgbm"], X, y, refit=False)
     # LightGBM stopped `patience` rounds after the best one and kept the rounds up to the best.
     assert stopped.estimator.best_iteration_ == stopped.n_rounds < 400
     assert stopped.estimator.booster_.num_trees() == stopped.n_rounds
+    assert stopped.n_rows == 320  # grown on the inner 80% of the 400 rows
 
 
 def test_logistic_imputes_missing_values_with_the_training_median():

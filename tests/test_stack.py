@@ -1,5 +1,8 @@
 """The stack: scikit-learn conventions, honest OOF predictions, gain from complementary learners."""
+import math
+
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -88,12 +91,42 @@ def test_nested_oof_follows_given_outer_folds():
     assert result.predictions["stack"][:80].notna().all()
 
 
+def test_boosters_are_refitted_with_the_rounds_per_row_their_tuning_found():
+    X, y, _ = complementary_problem(n=300)
+    stack = GradientBoostedStack(learners=("lightgbm", "logistic"), search_spaces=SPACES,
+                                 n_trials=2, n_jobs=1).fit(X, y)
+    rate = stack.tuning_["lightgbm"]["rounds_per_row"]
+    refitted = stack.learners_["lightgbm"]
+    # At most the 300-round cap over the 160 rows a tuning fold grows on (200, less 20 % held out).
+    assert 0 < rate <= 300 / 160
+    assert refitted.n_rounds == math.ceil(rate * 300)
+    assert refitted.estimator.booster_.num_trees() == refitted.n_rounds
+    assert stack.learners_["logistic"].n_rounds is None
+
+
 def test_results_do_not_depend_on_the_number_of_workers():
     X, y, _ = complementary_problem(n=200)
     settings = dict(learners=("lightgbm", "logistic"), search_spaces=SPACES, n_trials=2)
     serial = GradientBoostedStack(**settings, n_jobs=1).fit(X, y)
     parallel = GradientBoostedStack(**settings, n_jobs=2).fit(X, y)
     assert np.array_equal(serial.predict_proba(X), parallel.predict_proba(X))
+
+
+def test_nested_fits_run_side_by_side_with_the_results_of_one_at_a_time():
+    X, y, _ = complementary_problem(n=200)
+    settings = dict(outer_cv=3, learners=("lightgbm", "logistic"), search_spaces=SPACES,
+                    n_trials=2, with_final=True)
+    finished = []
+    serial = nested_oof(X, y, n_jobs=1, **settings)
+    parallel = nested_oof(X, y, n_jobs=2, on_fit=finished.append, **settings)
+    pd.testing.assert_frame_equal(serial.predictions, parallel.predictions)
+    assert sorted(map(str, finished)) == ["0", "1", "2", "final"]
+    # The final stack is the one a fit on all rows gives, under the final studies' names.
+    alone = GradientBoostedStack(learners=("lightgbm", "logistic"), search_spaces=SPACES,
+                                 n_trials=2, n_jobs=1, study_prefix="final-").fit(X, y)
+    assert np.array_equal(parallel.final.predict_proba(X), alone.predict_proba(X))
+    assert set(parallel.final.tuning_) == {"lightgbm", "logistic"}
+    assert parallel.final.tuning_["lightgbm"]["study_name"] == "final-lightgbm"
 
 
 def test_rank_knots_of_a_hand_made_sample():

@@ -16,8 +16,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from models.tuning import (FINISHED_STATES, load_search_spaces, open_storage, suggest_params,
-                           tune_learner)
+from models.learners import fit_learner
+from models.tuning import (FINISHED_STATES, load_search_spaces, open_storage, startup_trials,
+                           suggest_params, tune_learner)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 C_SPACE = {"logistic": {"C": {"type": "float", "low": 1.0e-3, "high": 10.0, "log": True}}}
@@ -133,6 +134,31 @@ def test_objective_is_the_mean_cross_validated_auc():
     folds = StratifiedKFold(3, shuffle=True, random_state=5)
     expected = cross_val_score(model, X, y, cv=folds, scoring="roc_auc").mean()
     assert result.best_value == pytest.approx(expected)
+
+
+def test_the_best_trial_gives_its_early_stopped_rounds_per_inner_row():
+    X, y = make_data()
+    space = load_search_spaces({"lightgbm": {
+        "n_estimators": 300, "learning_rate": 0.3,
+        "num_leaves": {"type": "int", "low": 4, "high": 8, "start": 4}}})["lightgbm"]
+    result = tune_learner("lightgbm", X, y, space=space, n_trials=1, cv=3, random_state=2)
+    # One trial, the start point; its three folds rebuilt by hand. Each trains on 100 of the 150
+    # rows, of which the booster is grown on 80 (a 20% early-stopping split).
+    rates = []
+    for train, _ in StratifiedKFold(3, shuffle=True, random_state=2).split(X, y):
+        stopped = fit_learner("lightgbm", result.best_params, X[train], y[train], random_state=2,
+                              refit=False)
+        rates.append(stopped.estimator.best_iteration_ / 80)
+    assert result.rounds_per_row == pytest.approx(np.mean(rates))
+    assert tune_learner("logistic", X, y, space=logistic_space(), n_trials=1).rounds_per_row is None
+
+
+@pytest.mark.parametrize("n_trials, expected", [(1, 2), (4, 2), (8, 3), (9, 3), (30, 10),
+                                                 (50, 10)])
+def test_tpe_takes_over_after_a_third_of_the_budget(n_trials, expected):
+    # A third of the budget, rounded, at least the start point and one random trial, at most
+    # Optuna's own 10 start-up trials.
+    assert startup_trials(n_trials) == expected
 
 
 def test_tuning_is_reproducible_for_a_seed():
