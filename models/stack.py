@@ -399,9 +399,9 @@ def nested_oof(X, y, groups=None, *, outer_cv: int = 5, outer_folds=None, tune_o
 
     The fits (outer folds, final) are independent, so they run at the same time, one per worker
     process (``n_jobs``; largest first), each fitting its learners one after another: up to
-    folds + 1 workers stay busy, where one fit has four learners to spread (on 2 cores, 1.96
-    cores busy on the ``demo.sh`` table against 1.7, for about the same wall time: there the work
-    itself set it). ``on_fit(label)`` is called as each fit ends (label ``"final"`` or the fold
+    folds + 1 workers stay busy, where one fit has four learners to spread (on 2 cores it kept
+    1.96 cores busy on the ``demo.sh`` table, for about the same wall time as before: there the
+    work itself set it). ``on_fit(label)`` is called as each fit ends (label ``"final"`` or the fold
     number). Results do not depend on ``n_jobs``.
     """
     X = np.asarray(X, dtype=np.float32)
