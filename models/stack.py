@@ -411,13 +411,14 @@ def nested_oof(X, y, groups=None, *, outer_cv: int = 5, outer_folds=None, tune_o
     names = list(stack_params.get("learners", LEARNER_NAMES))
     if outer_folds is None:
         outer_folds = make_splits(y, groups, outer_cv, stack_params.get("random_state", 0))
-    tasks = ([("final", np.arange(len(y)), None)] if with_final else []) + [
+    # The final fit takes every row: a slice, so X is not copied.
+    tasks = ([("final", slice(None), None)] if with_final else []) + [
         (k, train, test) for k, (train, test) in enumerate(outer_folds)]
     parallel = Parallel(n_jobs=min(effective_n_jobs(n_jobs), len(tasks)), backend="loky",
                         return_as="generator_unordered")
     results = {}
     for label, result in parallel(delayed(_nested_fit)(
-            label, X, y, groups, train, test, tune_only, names,
+            label, X, y, groups, train, test, tune_only,
             {**stack_params, "n_jobs": 1, "study_prefix": f"{prefix}{_study_part(label)}"},
             optuna.logging.get_verbosity())
             for label, train, test in tasks):
@@ -442,7 +443,7 @@ def _study_part(label) -> str:
     return "final-" if label == "final" else f"outer{label}-"
 
 
-def _nested_fit(label, X, y, groups, train, test, tune_only, names, stack_params,
+def _nested_fit(label, X, y, groups, train, test, tune_only, stack_params,
                 optuna_verbosity):
     """One fit of :func:`nested_oof`, in a worker: the final stack, or an outer fold's record and
     its held-out predictions (learner or "stack" -> values). Optuna logs as in the caller."""
@@ -456,6 +457,7 @@ def _nested_fit(label, X, y, groups, train, test, tune_only, names, stack_params
     if label == "final":
         return label, stack
     selected = X[test][:, stack.support_]
+    names = list(stack.learners)
     fold_predictions = {name: stack.learners_[name].predict_positive(selected) for name in names}
     fold_predictions["stack"] = stack.predict_proba(X[test])[:, 1]
     return label, ({"fold": label, "n_train": int(len(train)), "n_test": int(len(test)),
