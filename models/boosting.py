@@ -6,8 +6,10 @@ features without scaling, and its text model format loads without executing code
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
+import lightgbm
 import numpy as np
 
 from models.selection import select_features
@@ -51,45 +53,108 @@ def plain_params(modality: str, overrides: Mapping[str, Any] | None = None) -> d
     return {**DEFAULT_PARAMS, **MODALITY_PARAMS.get(modality, {}), **(overrides or {})}
 
 
-def make_lightgbm(params: Mapping[str, Any] | None = None, seed: int = 0):
-    from lightgbm import LGBMClassifier
-    return LGBMClassifier(**{**DEFAULT_PARAMS, **(params or {}), "random_state": seed,
-                             "deterministic": True, "force_row_wise": True})
+@dataclass(frozen=True)
+class PlainModel:
+    """A fitted plain model: LightGBM's booster (``booster_``, named as on LightGBM's
+    scikit-learn model), and ``predict_proba`` as in scikit-learn."""
+    booster_: Any
+
+    def predict_proba(self, X) -> np.ndarray:
+        positive = predict_positive(self, X)
+        return np.column_stack([1.0 - positive, positive])
 
 
-def out_of_fold(X: np.ndarray, y: np.ndarray, plan: FoldPlan,
+def training_params(params: Mapping[str, Any] | None = None,
+                    seed: int = 0) -> tuple[dict[str, Any], int]:
+    """``lightgbm.train``'s parameters and number of rounds for these plain-model parameters
+    (scikit-learn names such as ``colsample_bytree`` are LightGBM aliases)."""
+    merged = {**DEFAULT_PARAMS, **(params or {}), "objective": "binary", "random_state": seed,
+              "deterministic": True, "force_row_wise": True}
+    return merged, merged.pop("n_estimators")
+
+
+# LightGBM's names for min_data_in_leaf (its parameter documentation).
+MIN_DATA_IN_LEAF_ALIASES = ("min_data_in_leaf", "min_data_per_leaf", "min_data",
+                            "min_child_samples", "min_samples_leaf")
+
+
+class SequenceDataset(lightgbm.Dataset):
+    """A Dataset read from a ``lightgbm.Sequence`` that drops the same features as one built from
+    a matrix. LightGBM builds it with only the parameters it lists as the Dataset's, without
+    min_data_in_leaf, and so drops the features that cannot fill leaves of its default 20 rows
+    rather than the model's (lightgbm-org/LightGBM issue 6020): on 26 training rows with
+    min_child_samples 10 every feature was dropped."""
+
+    def __init__(self, data, label, leaf_params: Mapping[str, Any]):
+        super().__init__(data, label=label)
+        self.leaf_params = dict(leaf_params)
+
+    def get_params(self) -> dict[str, Any]:
+        return {**super().get_params(), **self.leaf_params}
+
+
+def fit_full(X, y: np.ndarray, params: Mapping[str, Any] | None = None, seed: int = 0):
+    """A plain model fitted on all rows of ``X``: a matrix, or a ``lightgbm.Sequence`` such as
+    ``pipelines.table_rows.TableRows``, whose rows LightGBM bins a batch at a time (the same
+    bins and trees as from the matrix)."""
+    train_params, rounds = training_params(params, seed)
+    label = np.asarray(y, dtype=np.float64)
+    if isinstance(X, lightgbm.Sequence):
+        dataset = SequenceDataset(X, label, {k: v for k, v in train_params.items()
+                                             if k in MIN_DATA_IN_LEAF_ALIASES})
+    else:
+        dataset = lightgbm.Dataset(X, label=label)
+    return PlainModel(lightgbm.train(train_params, dataset, num_boost_round=rounds))
+
+
+def predict_positive(model: PlainModel, X) -> np.ndarray:
+    """Probability of 'fake' for each row of ``X`` (a Sequence is read a batch at a time)."""
+    if isinstance(X, lightgbm.Sequence):
+        return np.concatenate([model.booster_.predict(X[start:start + X.batch_size])
+                               for start in range(0, len(X), X.batch_size)] or [np.empty(0)])
+    return model.booster_.predict(X)
+
+
+def rows_of(X, rows: np.ndarray):
+    """These rows of a matrix (a copy) or of a ``TableRows`` (a view, nothing read)."""
+    return X[rows] if isinstance(X, np.ndarray) else X.subset(rows)
+
+
+def columns_of(X, columns: np.ndarray):
+    """These columns of a matrix (a copy) or of a ``TableRows`` (a view, nothing read)."""
+    return X[:, columns] if isinstance(X, np.ndarray) else X.select_columns(columns)
+
+
+def out_of_fold(X, y: np.ndarray, plan: FoldPlan,
                 params: Mapping[str, Any] | None = None, seed: int = 0,
                 max_features: int | None = None, on_fold=None,
                 finished: Mapping[int, np.ndarray] | None = None) -> np.ndarray:
     """Probability of 'fake' for every row, each predicted by a model that never saw it.
 
-    Features are selected (``models.selection``) on each fold's training rows only, so the
-    held-out labels never choose the columns that score them. ``finished`` maps a fold's index
-    to the predictions of its held-out rows from an earlier run: that fold is not refitted.
-    ``on_fold(index, predictions)``, if given, is called after each newly fitted fold.
+    ``X`` is a matrix or a ``TableRows`` (read from its file fold by fold). Features are selected
+    (``models.selection``) on each fold's training rows only, so the held-out labels never choose
+    the columns that score them. ``finished`` maps a fold's index to the predictions of its
+    held-out rows from an earlier run: that fold is not refitted. ``on_fold(index,
+    predictions)``, if given, is called after each newly fitted fold.
     """
     oof = np.full(len(y), np.nan)
     for index, (train, test) in enumerate(plan.folds):
         if finished and index in finished:
             oof[test] = finished[index]
             continue
-        model, columns = fit_selected(X[train], y[train], params, seed, max_features)
-        oof[test] = model.predict_proba(X[test][:, columns])[:, 1]
+        model, columns = fit_selected(rows_of(X, train), y[train], params, seed, max_features)
+        oof[test] = predict_positive(model, columns_of(rows_of(X, test), columns))
         if on_fold is not None:
             on_fold(index, oof[test])
     return oof
 
 
-def fit_full(X: np.ndarray, y: np.ndarray, params: Mapping[str, Any] | None = None, seed: int = 0):
-    return make_lightgbm(params, seed).fit(X, y)
-
-
-def fit_selected(X: np.ndarray, y: np.ndarray, params: Mapping[str, Any] | None = None,
+def fit_selected(X, y: np.ndarray, params: Mapping[str, Any] | None = None,
                  seed: int = 0, max_features: int | None = None):
     """A model fitted on the columns that ``select_features`` picks on these rows, and those
     column indices (the model's input is ``X[:, columns]``)."""
     columns = select_features(X, y, max_features, params, seed)
-    selected = X if len(columns) == X.shape[1] else X[:, columns]  # no copy when all are kept
+    selected = X if len(columns) == X.shape[1] else columns_of(X, columns)  # no copy if all kept
     return fit_full(selected, y, params, seed), columns
 
 

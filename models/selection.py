@@ -37,8 +37,9 @@ def check_max_features(max_features: int | None) -> None:
         raise ValueError(f"option --max-features must be a positive integer, got {max_features!r}")
 
 
-def varying_columns(X: np.ndarray) -> np.ndarray:
-    """Indices of the columns that are not constant over the rows of ``X``.
+def varying_columns(X) -> np.ndarray:
+    """Indices of the columns that are not constant over the rows of ``X`` (a matrix or a
+    ``TableRows``, read a block at a time).
 
     A column with some missing (NaN) values and one other value still varies: LightGBM can split
     missing from present. Only an all-NaN column or a column of a single value is constant.
@@ -65,16 +66,17 @@ def top_by_gain(gain: np.ndarray, k: int) -> np.ndarray:
     return np.sort(order[:k])
 
 
-def select_features(X: np.ndarray, y: np.ndarray, max_features: int | None = None,
+def select_features(X, y: np.ndarray, max_features: int | None = None,
                     params: Mapping[str, Any] | None = None, seed: int = 0) -> np.ndarray:
-    """Column indices (ascending) of ``X`` that a model fitted on these rows should use.
+    """Column indices (ascending) of ``X`` (a matrix or a ``TableRows``) that a model fitted on
+    these rows should use.
 
     Constant columns are always dropped. With ``max_features``, a screening LightGBM (the given
     parameters with ``SCREENING_PARAMS``) is fitted on the remaining columns and the
     ``max_features`` with the largest total gain are kept; a cap at or above the number of
     varying columns keeps them all. Pass training rows only.
     """
-    from models.boosting import make_lightgbm
+    from models.boosting import columns_of, fit_full
 
     check_max_features(max_features)
     columns = varying_columns(X)
@@ -83,6 +85,6 @@ def select_features(X: np.ndarray, y: np.ndarray, max_features: int | None = Non
                          f"{len(X)} training rows; nothing to fit")
     if max_features is None or max_features >= len(columns):
         return columns
-    screening = make_lightgbm({**(params or {}), **SCREENING_PARAMS}, seed).fit(X[:, columns], y)
+    screening = fit_full(columns_of(X, columns), y, {**(params or {}), **SCREENING_PARAMS}, seed)
     gain = screening.booster_.feature_importance(importance_type="gain")
     return columns[top_by_gain(gain, max_features)]

@@ -15,6 +15,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,6 +33,7 @@ from pipelines.extract import read_features_metadata
 from pipelines.options import (Option, atomic_path, build_parser, configure_logging, resolve,
                                write_text_atomic)
 from pipelines.outputs import safe_cell, write_csv_atomic
+from pipelines.table_rows import TableRows
 
 log = logging.getLogger("pipelines.fit")
 
@@ -81,16 +83,27 @@ OPTIONS = (
 
 @dataclass(frozen=True)
 class FeatureTable:
-    """The rows of a feature table: ``X`` holds the columns ``feature_names`` (those not dropped
-    by ``--drop-features``); ``extracted_names`` lists every feature column of the file."""
+    """The rows of a feature table: the columns ``feature_names`` (those not dropped by
+    ``--drop-features``) streamed from the file (``rows``) or read whole (``X``, on first use);
+    ``extracted_names`` lists every feature column of the file."""
     path: Path
     names: list[str]
     name_column: str
-    X: np.ndarray
     y: np.ndarray
     feature_names: list[str]
     meta: dict
     extracted_names: list[str]
+
+    @property
+    def rows(self) -> TableRows:
+        """The feature columns as a ``TableRows``: the plain model reads the file a row group at
+        a time, so no full matrix is held."""
+        return TableRows(self.path, self.feature_names)
+
+    @cached_property
+    def X(self) -> np.ndarray:
+        """The feature columns as one float32 matrix (the stack's learners need it whole)."""
+        return read_float32_columns(pq.ParquetFile(self.path), self.feature_names)
 
 
 # Columns read per batch into the preallocated matrix. Reading the whole table first would hold
@@ -99,7 +112,8 @@ READ_COLUMNS = 256
 
 
 def load_feature_table(path: str | Path, drop_pattern: str | None = None) -> FeatureTable:
-    """The table at ``path``, without the feature columns ``drop_pattern`` matches."""
+    """The table at ``path``, without the feature columns ``drop_pattern`` matches (labels and
+    names are read; the features when they are used)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"feature table {path} does not exist (option --features)")
@@ -112,7 +126,6 @@ def load_feature_table(path: str | Path, drop_pattern: str | None = None) -> Fea
     feature_names = [extracted[j] for j in kept_columns(extracted, drop_pattern)]
     labels = source.read(columns=[name_column, "target"])
     return FeatureTable(path, labels.column(name_column).to_pylist(), name_column,
-                        read_float32_columns(source, feature_names),
                         labels.column("target").to_numpy().astype(int), feature_names, meta,
                         extracted)
 
@@ -244,7 +257,8 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
     explained = fitted.get("explained", used)
     explained_names = [table.feature_names[j] for j in explained]
     rows = boosting.explanation_rows(len(table.y), settings["seed"])
-    found = boosting.importances(fitted["explainer"], table.X[np.ix_(rows, explained)])
+    explained_rows = table.rows.subset(rows).select_columns(explained)
+    found = boosting.importances(fitted["explainer"], explained_rows[:])
     write_csv_atomic(out / "importance.csv", ["feature", "family", "gain", "mean_abs_contribution"],
                      [(n, family_of(n), f"{g:.6g}", f"{c:.6g}") for n, g, c in
                       zip(explained_names, found["gain"], found["mean_abs_contribution"])])
@@ -280,9 +294,9 @@ def fit_lightgbm(table: FeatureTable, out: Path, settings: dict, plan) -> dict:
     # One step per model: the folds, then the final model (minutes each on 100,000s of rows).
     with tqdm(total=plan.n_splits + 1, initial=len(finished), unit="model", desc="fit",
               file=sys.stderr) as bar:
-        oof = boosting.out_of_fold(table.X, table.y, plan, params, settings["seed"], cap,
+        oof = boosting.out_of_fold(table.rows, table.y, plan, params, settings["seed"], cap,
                                    on_fold=fold_done, finished=finished)
-        model, columns = boosting.fit_selected(table.X, table.y, params, settings["seed"], cap)
+        model, columns = boosting.fit_selected(table.rows, table.y, params, settings["seed"], cap)
         bar.update()
     checkpoint.clear()
     return {"oof": {"lightgbm": oof}, "writer": lightgbm_writer(model), "explainer": model,
@@ -352,8 +366,8 @@ def family_ablation(table: FeatureTable, plan, originals: np.ndarray, settings: 
     y = table.y[originals]
 
     def oof_auc(columns: np.ndarray) -> float:
-        oof = boosting.out_of_fold(table.X[:, columns], table.y, plan, params, settings["seed"],
-                                   settings["max_features"])
+        oof = boosting.out_of_fold(table.rows.select_columns(columns), table.y, plan, params,
+                                   settings["seed"], settings["max_features"])
         return metrics.auc(y, oof[originals])
 
     result = {}
