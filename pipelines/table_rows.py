@@ -22,7 +22,8 @@ class TableRows(lightgbm.Sequence):
 
     Indexing follows NumPy along the rows: ``rows[i]`` is one row, ``rows[a:b]`` or
     ``rows[indices]`` a (rows x columns) matrix; :meth:`subset` and :meth:`select_columns` make
-    views of fewer rows or columns without reading anything.
+    views of fewer rows or columns without reading anything. Rows in ascending file order (the
+    folds' order) read each row group once; another order may read a group again.
     """
 
     # Rows LightGBM pushes into its Dataset at a time (64 MiB of float32 at 4,096 columns).
