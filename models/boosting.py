@@ -64,10 +64,19 @@ class PlainModel:
         return np.column_stack([1.0 - positive, positive])
 
 
+# Arguments of LightGBM's scikit-learn model that its core library does not know; given to
+# ``lightgbm.train`` they would be dropped without a word (``verbose: -1``), with what they ask.
+SKLEARN_ONLY_PARAMS = {"class_weight": "is_unbalance: true or scale_pos_weight",
+                       "importance_type": "nothing (fit writes gain and SHAP importances)"}
+
+
 def training_params(params: Mapping[str, Any] | None = None,
                     seed: int = 0) -> tuple[dict[str, Any], int]:
     """``lightgbm.train``'s parameters and number of rounds for these plain-model parameters
     (scikit-learn names such as ``colsample_bytree`` are LightGBM aliases)."""
+    for name in SKLEARN_ONLY_PARAMS.keys() & dict(params or {}).keys():
+        raise ValueError(f"lightgbm parameter {name!r} (config 'lightgbm:') is only known to "
+                         f"LightGBM's scikit-learn model; use {SKLEARN_ONLY_PARAMS[name]}")
     merged = {**DEFAULT_PARAMS, **(params or {}), "objective": "binary", "random_state": seed,
               "deterministic": True, "force_row_wise": True}
     return merged, merged.pop("n_estimators")

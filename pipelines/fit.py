@@ -201,6 +201,8 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
     if settings["tune_only"]:
         return {"studies": tune_stack(table, settings, plan,
                                       stack_groups(groups, source_of, originals), len(originals))}
+    if settings["model"] == "lightgbm":
+        boosting.training_params(plain_params(table, settings))  # refuse bad parameters first
     out.mkdir(parents=True, exist_ok=True)
     if settings["model"] == "stack":
         fitted = fit_stack(table, out, settings, plan, stack_groups(groups, source_of, originals),

@@ -289,6 +289,20 @@ def test_invalid_drop_features_is_an_error_naming_the_option(dataset, tmp_path, 
     assert not (tmp_path / "run").exists()
 
 
+def test_a_scikit_learn_only_lightgbm_parameter_is_an_error_before_any_fit(dataset, tmp_path,
+                                                                            capsys):
+    """LightGBM's core ignores class_weight without a word; the plain model is fitted by it."""
+    root, config, _ = dataset
+    features = tmp_path / "features.parquet"
+    assert run_extract(root, config, features) == 0
+    (tmp_path / "fit.yaml").write_text("fit:\n  lightgbm:\n    class_weight: balanced\n")
+    assert fit.main(["--features", str(features), "--out", str(tmp_path / "run"),
+                     "--config", str(tmp_path / "fit.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "'class_weight'" in err and "lightgbm:" in err and "is_unbalance" in err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("source", ["cli", "config"])
 def test_invalid_max_features_is_an_error_naming_the_option(dataset, tmp_path, capsys, source):
     root, config, _ = dataset
