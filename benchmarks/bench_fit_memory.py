@@ -10,7 +10,9 @@ names until the table holds ``--rows`` rows (its columns and metadata unchanged)
 the ratio of the peak to it tells how large a table fits in a machine's memory. The boosters are
 shrunk (``--trees``, default 20) because memory does not depend on the number of trees;
 ``--param KEY=VALUE`` sets another LightGBM parameter, and options the benchmark does not know are
-passed on to ``fit``.
+passed on to ``fit``. ``--stack logistic`` measures ``fit --model stack`` with those learners
+instead (2 tuning folds; add e.g. ``--n-trials 1 --max-features 500``): its memory is set by the
+feature screening and the matrices of the chosen columns, whatever the learners.
 """
 from __future__ import annotations
 
@@ -52,10 +54,14 @@ def build_repeated_table(source: Path, rows: int, target: Path) -> tuple[int, in
 
 
 def run_fit(features: Path, out: Path, folds: int, lightgbm: dict[str, str],
-            extra: list[str]) -> dict:
+            extra: list[str], stack: list[str] | None = None) -> dict:
     config = out.parent / "bench_fit.yaml"
     config.write_text("fit:\n  lightgbm:\n"
-                      + "".join(f"    {key}: {value}\n" for key, value in lightgbm.items()))
+                      + "".join(f"    {key}: {value}\n" for key, value in lightgbm.items())
+                      + (f"  stack:\n    learners: [{', '.join(stack)}]\n    cv: 2\n"
+                         if stack else ""))
+    if stack:
+        extra = ["--model", "stack", *extra]
     command = [sys.executable, "-m", "pipelines.fit", "--features", str(features), "--out",
                str(out), "--folds", str(folds), "--config", str(config), *extra]
     started = time.monotonic()
@@ -81,6 +87,9 @@ def main() -> None:
     parser.add_argument("--trees", type=int, default=20, help="trees of the plain LightGBM")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="another LightGBM parameter (e.g. bin_construct_sample_cnt=50000)")
+    parser.add_argument("--stack", type=lambda text: text.split(","), default=None,
+                        metavar="LEARNER[,LEARNER...]",
+                        help="measure fit --model stack with these learners")
     parser.add_argument("--work", type=Path, default=None,
                         help="folder for the temporary table (default: the system's)")
     args, extra = parser.parse_known_args()
@@ -91,12 +100,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_fit_memory_", dir=args.work))
     try:
         rows, n_features = build_repeated_table(args.features, args.rows, work / "features.parquet")
-        result = run_fit(work / "features.parquet", work / "run", args.folds, lightgbm, extra)
+        result = run_fit(work / "features.parquet", work / "run", args.folds, lightgbm, extra,
+                         args.stack)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     matrix = rows * n_features * 4
     print(f"{args.features.name} repeated to {rows} rows x {n_features} features "
           f"(float32 matrix {matrix / MIB:.0f} MiB); fit --folds {args.folds} "
+          + (f"--model stack ({', '.join(args.stack)}) " if args.stack else "")
           + " ".join(extra) + "; lightgbm: "
           + ", ".join(f"{key}={value}" for key, value in lightgbm.items()))
     print(f"  {result['seconds']:.1f} s; peak RSS {result['peak_rss'] / MIB:.0f} MiB "

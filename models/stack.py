@@ -49,13 +49,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import optuna
 import pandas as pd
+import lightgbm
 from joblib import Parallel, delayed, effective_n_jobs
 from scipy.optimize import minimize
 from scipy.special import expit, logit
 from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from models.boosting import columns_of, rows_of
 from models.learners import LEARNER_NAMES, EarlyStopping, check_learner_name, fit_learner
 from models.metrics import auc, delong_difference
 from models.selection import select_features
@@ -238,9 +240,14 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         self.max_features = max_features
 
     def fit(self, X, y, groups=None):
-        """Tune, fit the meta-learner on OOF predictions, then refit the learners on all rows."""
+        """Tune, fit the meta-learner on OOF predictions, then refit the learners on all rows.
+
+        ``X`` is a matrix, or a :class:`lightgbm.Sequence` of rows such as
+        ``pipelines.table_rows.TableRows``: then the features are screened a batch of rows at a
+        time and only the chosen columns are ever held whole (README, Performance).
+        """
         started = time.perf_counter()
-        X_all, y = validate_data(self, X, y, dtype=np.float32, ensure_all_finite="allow-nan")
+        X_all, y = self._validated(X, y)
         X, y = self._selected(X_all, y)
         self.classes_ = np.array([0, 1])
         names = list(self.learners)
@@ -284,19 +291,32 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         For workers sharing a storage: a later :meth:`fit` on the same data finds the studies
         finished and runs no new trial.
         """
-        X, y = self._selected(*validate_data(self, X, y, dtype=np.float32,
-                                             ensure_all_finite="allow-nan"))
+        X, y = self._selected(*self._validated(X, y))
         names = list(self.learners)
         costs = {name: dict.fromkeys(_COST_KEYS, 0.0) for name in names}
         self._tune(Parallel(n_jobs=self.n_jobs, backend="loky"), names, X, y, groups, costs)
         return self
 
+    def _validated(self, X, y):
+        """scikit-learn's checks of a matrix; of a Sequence (read later, in batches) its width
+        and the labels only."""
+        if not isinstance(X, lightgbm.Sequence):
+            return validate_data(self, X, y, dtype=np.float32, ensure_all_finite="allow-nan")
+        y = column_or_1d(y)
+        if len(y) != len(X):
+            raise ValueError(f"{len(X)} rows of features but {len(y)} labels")
+        self.n_features_in_ = X.shape[1]
+        return X, y
+
     def _selected(self, X, y) -> tuple[np.ndarray, np.ndarray]:
-        """Check the data, choose ``support_`` on these rows; the chosen columns and int labels."""
-        self._check_settings(X, y)
+        """Check the data, choose ``support_`` on these rows; the chosen columns and int labels.
+
+        Constant columns, entirely missing ones among them, are never chosen (HistGradientBoosting
+        would fail on an all-missing column)."""
+        self._check_settings(y)
         y = y.astype(int)
         self.support_ = select_features(X, y, self.max_features, seed=self.random_state)
-        return X[:, self.support_], y
+        return dense_columns(X, self.support_), y
 
     def _tune(self, parallel, names, X, y, groups, costs) -> None:
         """One study per learner; sets ``tuning_`` and ``best_params_``."""
@@ -323,12 +343,20 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         look best when it scored worst on new rows (C. Ambroise, G. J. McLachlan, "Selection
         bias in gene extraction on the basis of microarray gene-expression data", PNAS, 2002).
         """
-        columns = [select_features(X_all[train], y[train], self.max_features,
-                                   seed=self.random_state) for train, _ in splits]
-        tasks = [(name, fold) for name in _slowest_first(names) for fold in range(len(splits))]
-        predictions = parallel(delayed(_timed)(
-            _fit_predict, name, self.best_params_[name], X_all[:, columns[fold]], y, groups,
-            *splits[fold], **self._fit_settings(name)) for name, fold in tasks)
+        tasks = []
+
+        def fits():
+            # Fold by fold, so only the folds being fitted hold a matrix of their columns.
+            for fold, (train, test) in enumerate(splits):
+                chosen = select_features(rows_of(X_all, train), y[train], self.max_features,
+                                         seed=self.random_state)
+                matrix = dense_columns(X_all, chosen)
+                for name in _slowest_first(names):
+                    tasks.append((name, fold))
+                    yield delayed(_timed)(_fit_predict, name, self.best_params_[name], matrix, y,
+                                          groups, train, test, **self._fit_settings(name))
+
+        predictions = list(parallel(fits()))
         oof = np.empty((len(y), len(names)))
         for (name, fold), (prediction, cost) in zip(tasks, predictions):
             oof[splits[fold][1], names.index(name)] = prediction
@@ -347,8 +375,14 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """Columns P(real), P(fake); with ``meta='rank_mean'`` the second column is a mean rank."""
         check_is_fitted(self, "meta_")
-        X = validate_data(self, X, reset=False, dtype=np.float32, ensure_all_finite="allow-nan")
-        X = X[:, self.support_]
+        if isinstance(X, lightgbm.Sequence):
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                                 f"expecting {self.n_features_in_} features as input")
+        else:
+            X = validate_data(self, X, reset=False, dtype=np.float32,
+                              ensure_all_finite="allow-nan")
+        X = dense_columns(X, self.support_)
         base = np.column_stack([self.learners_[name].predict_positive(X)
                                 for name in self.learners])
         positive = self.meta_.predict(base)
@@ -357,12 +391,7 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
-    def _check_settings(self, X, y) -> None:
-        empty = np.flatnonzero(np.isnan(X).all(axis=0))
-        if empty.size:
-            # scikit-learn's HistGradientBoosting fails on them; they carry no information anyway.
-            raise ValueError(f"feature columns {empty[:10].tolist()} (of {empty.size}) are "
-                             f"entirely missing; drop them before fitting")
+    def _check_settings(self, y) -> None:
         if not set(np.unique(y)) == {0, 1}:
             raise ValueError("y must contain both classes 0 (real) and 1 (fake), and only them")
         if not self.learners or len(set(self.learners)) != len(self.learners):
@@ -404,7 +433,8 @@ def nested_oof(X, y, groups=None, *, outer_cv: int = 5, outer_folds=None, tune_o
     work itself set it). ``on_fit(label)`` is called as each fit ends (label ``"final"`` or the fold
     number). Results do not depend on ``n_jobs``.
     """
-    X = np.asarray(X, dtype=np.float32)
+    if not isinstance(X, lightgbm.Sequence):
+        X = np.asarray(X, dtype=np.float32)
     y = np.asarray(y).astype(int)
     prefix = stack_params.pop("study_prefix", "")
     n_jobs = stack_params.pop("n_jobs", -1)
@@ -451,20 +481,27 @@ def _nested_fit(label, X, y, groups, train, test, tune_only, stack_params,
     stack = GradientBoostedStack(**stack_params)
     train_groups = None if groups is None else np.asarray(groups)[train]
     if tune_only:
-        stack.tune(X[train], y[train], train_groups)
+        stack.tune(rows_of(X, train), y[train], train_groups)
         return label, stack if label == "final" else ({"fold": label, "tuning": stack.tuning_}, {})
-    stack.fit(X[train], y[train], train_groups)
+    stack.fit(rows_of(X, train), y[train], train_groups)
     if label == "final":
         return label, stack
-    selected = X[test][:, stack.support_]
+    selected = dense_columns(rows_of(X, test), stack.support_)
     names = list(stack.learners)
-    fold_predictions = {name: stack.learners_[name].predict_positive(selected) for name in names}
-    fold_predictions["stack"] = stack.predict_proba(X[test])[:, 1]
+    base = np.column_stack([stack.learners_[name].predict_positive(selected) for name in names])
+    fold_predictions = dict(zip(names, base.T))
+    fold_predictions["stack"] = stack.meta_.predict(base)
     return label, ({"fold": label, "n_train": int(len(train)), "n_test": int(len(test)),
                     "tuning": stack.tuning_, "meta": stack.meta_.as_dict(),
                     "n_rounds": {n: stack.learners_[n].n_rounds for n in names},
                     "n_features": int(len(stack.support_)), "timings": stack.timings_},
                    fold_predictions)
+
+
+def dense_columns(X, columns: np.ndarray) -> np.ndarray:
+    """These columns of every row as a matrix: a copy from a matrix, read from a Sequence."""
+    chosen = columns_of(X, columns)
+    return chosen if isinstance(chosen, np.ndarray) else chosen[:]
 
 
 def _fit_predict(name, params, X, y, groups, train, test, **fit_settings) -> np.ndarray:

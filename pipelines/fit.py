@@ -102,13 +102,9 @@ class FeatureTable:
 
     @cached_property
     def X(self) -> np.ndarray:
-        """The feature columns as one float32 matrix (the stack's learners need it whole)."""
-        return read_float32_columns(pq.ParquetFile(self.path), self.feature_names)
-
-
-# Columns read per batch into the preallocated matrix. Reading the whole table first would hold
-# Arrow's copy and its read buffers beside the matrix (README, Performance: fit's memory).
-READ_COLUMNS = 256
+        """The feature columns as one float32 matrix, read a row group at a time (for
+        ``evaluate`` and ``leakcheck``; ``fit`` streams them)."""
+        return self.rows[:]
 
 
 def load_feature_table(path: str | Path, drop_pattern: str | None = None) -> FeatureTable:
@@ -128,16 +124,6 @@ def load_feature_table(path: str | Path, drop_pattern: str | None = None) -> Fea
     return FeatureTable(path, labels.column(name_column).to_pylist(), name_column,
                         labels.column("target").to_numpy().astype(int), feature_names, meta,
                         extracted)
-
-
-def read_float32_columns(source: pq.ParquetFile, columns: list[str]) -> np.ndarray:
-    """The named columns as one C-ordered float32 matrix, read ``READ_COLUMNS`` at a time."""
-    X = np.empty((source.metadata.num_rows, len(columns)), dtype=np.float32)
-    for start in range(0, len(columns), READ_COLUMNS):
-        batch = source.read(columns=columns[start:start + READ_COLUMNS], use_threads=False)
-        for offset, column in enumerate(batch.columns):
-            X[:, start + offset] = column.to_numpy()
-    return X
 
 
 def read_groups(table: FeatureTable, column: str, metadata: str | None) -> np.ndarray:
@@ -403,7 +389,7 @@ def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups,
     before = finished_trials(storage)
     # One step per stack fit: the outer folds and the final one, several at a time.
     with tqdm(total=plan.n_splits + 1, unit="fit", desc="stack", file=sys.stderr) as bar:
-        nested = nested_oof(table.X, table.y, groups, outer_folds=plan.folds, with_final=True,
+        nested = nested_oof(table.rows, table.y, groups, outer_folds=plan.folds, with_final=True,
                             on_fit=lambda _: bar.update(), **params)
     final = nested.final
     learners = list(final.learners)
@@ -428,7 +414,7 @@ def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups,
     if "lightgbm" in learners:
         explainer = final.learners_["lightgbm"].estimator
     else:
-        explainer = boosting.fit_full(table.X[:, explained], table.y, None, settings["seed"])
+        explainer = boosting.fit_full(table.rows.select_columns(explained), table.y, None, settings["seed"])
     return {"oof": oof, "writer": writer, "explainer": explainer, "explained": explained,
             "settings": {"stack_params": {k: v for k, v in params.items() if k != "storage"},
                          "storage": storage if not settings["storage"] else "(user storage)",
@@ -478,7 +464,7 @@ def tune_stack(table: FeatureTable, settings: dict, plan, groups,
 
     params = {**stack_params(settings, settings["storage"], n_images),
               "worker": process_worker()}
-    nested = nested_oof(table.X, table.y, groups, outer_folds=plan.folds, tune_only=True,
+    nested = nested_oof(table.rows, table.y, groups, outer_folds=plan.folds, tune_only=True,
                         with_final=True, **params)
     names = stack_study_names(nested, nested.final)
     return {name: n for name, n in sorted(finished_trials(settings["storage"]).items())

@@ -6,7 +6,8 @@ matrix never has to exist whole: 500,000 images with a mirrored copy make a 13 G
 default preset, more than half of a 24 GiB machine before LightGBM has binned a value (README,
 Performance: fit's memory). :class:`TableRows` is such a Sequence over chosen rows and columns of
 the file; reading one row keeps its row group, so LightGBM's ascending sample and batches read
-each group once.
+each group once. The stack screens its columns on such rows the same way, then reads only the
+columns it keeps into a matrix (``models.stack``).
 """
 from __future__ import annotations
 
@@ -87,6 +88,17 @@ class TableRows(lightgbm.Sequence):
                 values[:, j] = column.to_numpy()
             self._cached_group, self._cached_values = group, values
         return self._cached_values
+
+    def __getstate__(self) -> dict:
+        # Worker processes get the path, the rows and the columns; each reopens the file and
+        # keeps its own group cache (a ParquetFile handle does not cross processes).
+        return {"path": self.path, "column_names": self.column_names, "rows": self.rows,
+                "_group_starts": self._group_starts}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._file = pq.ParquetFile(self.path)
+        self._cached_group, self._cached_values, self._buffer = -1, None, None
 
     def _view(self, columns: list[str], rows: np.ndarray) -> TableRows:
         view = object.__new__(TableRows)

@@ -33,6 +33,19 @@ def features(dataset, tmp_path):
     return root, out, fit_config
 
 
+def test_the_stack_fit_never_holds_the_whole_feature_matrix(features, tmp_path, monkeypatch):
+    # The stack's learners take matrices of the columns it chose, read from the file.
+    _, table, config = features
+    from test_table_rows import forbid_the_whole_matrix
+
+    forbid_the_whole_matrix(monkeypatch)
+    run = tmp_path / "run"
+    assert fit.main(["--features", str(table), "--out", str(run), "--model", "stack",
+                     "--config", str(config), "--n-trials", "1", "--folds", "2",
+                     "--max-features", "5"]) == 0
+    assert (run / "model" / "stack" / "manifest.json").is_file()
+
+
 @pytest.mark.parametrize("cap", [[], ["--max-features", "4"]], ids=["all", "capped"])
 def test_stack_fit_reports_every_learner_and_predicts(features, tmp_path, cap):
     root, table, config = features

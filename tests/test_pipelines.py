@@ -143,18 +143,16 @@ def test_config_paths_are_relative_to_the_file_but_choices_are_not(dataset, tmp_
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["primary"] == "lightgbm"
 
 
-def test_feature_table_is_read_in_column_batches_without_the_dropped_columns(dataset, tmp_path,
-                                                                            monkeypatch):
+def test_feature_table_is_read_without_the_dropped_columns(dataset, tmp_path):
     root, config, _ = dataset
     features = tmp_path / "features.parquet"
     assert run_extract(root, config, features) == 0
-    monkeypatch.setattr(fit, "READ_COLUMNS", 3)  # several batches and a shorter last one
     table = fit.load_feature_table(features, "bin_1")
     raw = pq.read_table(features)
     extracted = [c for c in raw.column_names if c.startswith("fft__")]
     kept = [c for c in extracted if "bin_1" not in c]
     assert table.extracted_names == extracted and table.feature_names == kept
-    assert len(kept) % 3 and len(kept) < len(extracted)
+    assert len(kept) < len(extracted)
     assert table.X.dtype == np.float32 and table.X.flags.c_contiguous
     np.testing.assert_array_equal(table.X, np.column_stack([raw.column(c).to_numpy()
                                                             for c in kept]))

@@ -93,6 +93,13 @@ def test_out_of_fold_from_streamed_rows_equals_the_in_memory_run(tmp_path, max_f
     assert 5 not in columns and (max_features is None or len(columns) == max_features)
 
 
+def forbid_the_whole_matrix(monkeypatch):
+    def whole_matrix(self):
+        raise AssertionError("fit read the whole feature matrix")
+
+    monkeypatch.setattr(fit.FeatureTable, "X", property(whole_matrix))
+
+
 def test_the_plain_fit_never_holds_the_whole_feature_matrix(dataset, tmp_path, monkeypatch):
     from test_pipelines import run_extract
 
@@ -102,11 +109,7 @@ def test_the_plain_fit_never_holds_the_whole_feature_matrix(dataset, tmp_path, m
     table = fit.load_feature_table(features)
     expected = boosting.out_of_fold(table.X, table.y, plan_folds(table.y, None, 2, 0),
                                     boosting.plain_params("image"), 0)
-
-    def whole_matrix(*args, **kwargs):
-        raise AssertionError("the plain fit read the whole feature matrix")
-
-    monkeypatch.setattr(fit, "read_float32_columns", whole_matrix)
+    forbid_the_whole_matrix(monkeypatch)
     run = tmp_path / "run"
     assert fit.main(["--features", str(features), "--out", str(run), "--folds", "2"]) == 0
     with open(run / "oof.csv") as handle:
