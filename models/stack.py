@@ -46,10 +46,10 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
+import lightgbm
 import numpy as np
 import optuna
 import pandas as pd
-import lightgbm
 from joblib import Parallel, delayed, effective_n_jobs
 from scipy.optimize import minimize
 from scipy.special import expit, logit
@@ -242,9 +242,9 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
     def fit(self, X, y, groups=None):
         """Tune, fit the meta-learner on OOF predictions, then refit the learners on all rows.
 
-        ``X`` is a matrix, or a :class:`lightgbm.Sequence` of rows such as
-        ``pipelines.table_rows.TableRows``: then the features are screened a batch of rows at a
-        time and only the chosen columns are ever held whole (README, Performance).
+        ``X`` is a matrix, or rows streamed from a feature table
+        (``pipelines.table_rows.TableRows``): then the features are screened a batch of rows at
+        a time and only the chosen columns are ever held whole (README, Performance).
         """
         started = time.perf_counter()
         X_all, y = self._validated(X, y)

@@ -414,7 +414,8 @@ def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups,
     if "lightgbm" in learners:
         explainer = final.learners_["lightgbm"].estimator
     else:
-        explainer = boosting.fit_full(table.rows.select_columns(explained), table.y, None, settings["seed"])
+        explainer = boosting.fit_full(table.rows.select_columns(explained), table.y, None,
+                                      settings["seed"])
     return {"oof": oof, "writer": writer, "explainer": explainer, "explained": explained,
             "settings": {"stack_params": {k: v for k, v in params.items() if k != "storage"},
                          "storage": storage if not settings["storage"] else "(user storage)",
