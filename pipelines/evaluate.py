@@ -44,6 +44,7 @@ from pipelines import provenance
 from pipelines.datasets import Dataset, load_dataset
 from pipelines.options import (Option, build_parser, configure_logging, resolve,
                                write_text_atomic)
+from pipelines.table_rows import TableRows
 
 AS_IS = "none"
 TARGET_FPRS = metrics.TARGET_FPRS
@@ -448,9 +449,11 @@ def laundered_features(dataset: Dataset, config: FeatureConfig, settings: dict,
 
 @dataclass
 class CrossSet:
+    """One set of a cross-dataset matrix: its features streamed from its table (``X``, read a
+    row group at a time by every fit and score), and in memory once laundered."""
     name: str
     dataset: Dataset
-    X: np.ndarray
+    X: TableRows
     y: np.ndarray
     groups: np.ndarray | None
     X_laundered: np.ndarray | None = None
@@ -470,7 +473,7 @@ def prepare_cross_set(name: str, root: str, config: FeatureConfig, out: Path,
     table = load_feature_table(path)
     groups = read_groups(table, settings["group_column"], None) \
         if settings["group_column"] else None
-    item = CrossSet(name, dataset, table.X, table.y, groups)
+    item = CrossSet(name, dataset, table.rows, table.y, groups)
     if settings["launder"]:
         rows, failed = laundered_features(dataset, config, settings, desc=f"launder {name}")
         position = {n: i for i, n in enumerate(dataset.names)}
@@ -538,7 +541,8 @@ def laundered_oof(train: CrossSet, plan, params: dict, seed: int) -> np.ndarray:
     """Each fold's model (trained on the files as they are) scoring the laundered held-out fold."""
     scores = np.full(len(train.y), np.nan)
     for fit_rows, test_rows in plan.folds:
-        model = boosting.fit_full(train.X[fit_rows], train.y[fit_rows], params, seed)
+        rows = boosting.rows_of(train.X, fit_rows)
+        model = boosting.fit_full(rows, train.y[fit_rows], params, seed)
         scores[test_rows] = model.predict_proba(train.X_laundered[test_rows])[:, 1]
     return scores
 

@@ -102,8 +102,8 @@ class FeatureTable:
 
     @cached_property
     def X(self) -> np.ndarray:
-        """The feature columns as one float32 matrix, read a row group at a time (for
-        ``evaluate`` and ``leakcheck``; ``fit`` streams them)."""
+        """The feature columns as one float32 matrix, read a row group at a time: for a
+        notebook or a test; ``fit`` and ``evaluate`` stream ``rows`` instead."""
         return self.rows[:]
 
 

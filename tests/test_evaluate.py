@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from features import perturbations
 from pipelines import evaluate, extract, fit, predict
+from test_table_rows import forbid_the_whole_matrix
 
 # A small family and a small single-threaded model keep the test fast on a busy machine.
 LIGHTGBM = "  lightgbm: {n_estimators: 100, n_jobs: 1}\n"
@@ -152,9 +153,11 @@ def cross(tmp_path_factory):
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG)
     out = tmp_path / "cross"
-    assert evaluate.main(["--config", str(config), "--cross", str(tmp_path / "one"),
-                          str(tmp_path / "two"), "--out", str(out), "--launder", "--folds", "3",
-                          "--group-column", "pair_key", "--n-jobs", "1"]) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        forbid_the_whole_matrix(patch)  # each set's rows are streamed from its table
+        assert evaluate.main(["--config", str(config), "--cross", str(tmp_path / "one"),
+                              str(tmp_path / "two"), "--out", str(out), "--launder", "--folds",
+                              "3", "--group-column", "pair_key", "--n-jobs", "1"]) == 0
     return out, config, json.loads((out / "cross_matrix.json").read_text())
 
 
