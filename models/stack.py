@@ -343,20 +343,20 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         look best when it scored worst on new rows (C. Ambroise, G. J. McLachlan, "Selection
         bias in gene extraction on the basis of microarray gene-expression data", PNAS, 2002).
         """
-        tasks = []
+        tasks = [(name, fold) for fold in range(len(splits)) for name in _slowest_first(names)]
 
         def fits():
-            # Fold by fold, so only the folds being fitted hold a matrix of their columns.
+            # Fold by fold (the order of ``tasks``), so only the folds being fitted hold a
+            # matrix of their columns.
             for fold, (train, test) in enumerate(splits):
                 chosen = select_features(rows_of(X_all, train), y[train], self.max_features,
                                          seed=self.random_state)
                 matrix = dense_columns(X_all, chosen)
                 for name in _slowest_first(names):
-                    tasks.append((name, fold))
                     yield delayed(_timed)(_fit_predict, name, self.best_params_[name], matrix, y,
                                           groups, train, test, **self._fit_settings(name))
 
-        predictions = list(parallel(fits()))
+        predictions = parallel(fits())
         oof = np.empty((len(y), len(names)))
         for (name, fold), (prediction, cost) in zip(tasks, predictions):
             oof[splits[fold][1], names.index(name)] = prediction
@@ -374,6 +374,13 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         """Columns P(real), P(fake); with ``meta='rank_mean'`` the second column is a mean rank."""
+        base = self.learner_probabilities(X)  # checks first that the stack is fitted
+        positive = self.meta_.predict(base)
+        return np.column_stack([1.0 - positive, positive])
+
+    def learner_probabilities(self, X) -> np.ndarray:
+        """Each learner's probability of 'fake' for the rows of ``X``: one column per learner,
+        in the order of ``learners`` (what the meta-learner combines)."""
         check_is_fitted(self, "meta_")
         if isinstance(X, lightgbm.Sequence):
             if X.shape[1] != self.n_features_in_:
@@ -383,10 +390,8 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
             X = validate_data(self, X, reset=False, dtype=np.float32,
                               ensure_all_finite="allow-nan")
         X = dense_columns(X, self.support_)
-        base = np.column_stack([self.learners_[name].predict_positive(X)
+        return np.column_stack([self.learners_[name].predict_positive(X)
                                 for name in self.learners])
-        positive = self.meta_.predict(base)
-        return np.column_stack([1.0 - positive, positive])
 
     def predict(self, X) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
@@ -486,9 +491,8 @@ def _nested_fit(label, X, y, groups, train, test, tune_only, stack_params,
     stack.fit(rows_of(X, train), y[train], train_groups)
     if label == "final":
         return label, stack
-    selected = dense_columns(rows_of(X, test), stack.support_)
     names = list(stack.learners)
-    base = np.column_stack([stack.learners_[name].predict_positive(selected) for name in names])
+    base = stack.learner_probabilities(rows_of(X, test))
     fold_predictions = dict(zip(names, base.T))
     fold_predictions["stack"] = stack.meta_.predict(base)
     return label, ({"fold": label, "n_train": int(len(train)), "n_test": int(len(test)),

@@ -38,7 +38,7 @@ class TableRows(lightgbm.Sequence):
         self._group_starts = np.cumsum(
             [0] + [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)])
         self.rows = np.arange(metadata.num_rows) if rows is None else np.asarray(rows)
-        self._cached_group, self._cached_values, self._buffer = -1, None, None
+        self._forget_groups()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -98,11 +98,15 @@ class TableRows(lightgbm.Sequence):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._file = pq.ParquetFile(self.path)
-        self._cached_group, self._cached_values, self._buffer = -1, None, None
+        self._forget_groups()
 
     def _view(self, columns: list[str], rows: np.ndarray) -> TableRows:
         view = object.__new__(TableRows)
         view.path, view.column_names, view.rows = self.path, columns, rows
         view._file, view._group_starts = self._file, self._group_starts
-        view._cached_group, view._cached_values, view._buffer = -1, None, None
+        view._forget_groups()
         return view
+
+    def _forget_groups(self) -> None:
+        """No row group read yet: each view and each process keeps its own group and buffer."""
+        self._cached_group, self._cached_values, self._buffer = -1, None, None
