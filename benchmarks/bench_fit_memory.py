@@ -11,8 +11,9 @@ the ratio of the peak to it tells how large a table fits in a machine's memory. 
 shrunk (``--trees``, default 20) because memory does not depend on the number of trees;
 ``--param KEY=VALUE`` sets another LightGBM parameter, and options the benchmark does not know are
 passed on to ``fit``. ``--stack logistic`` measures ``fit --model stack`` with those learners
-instead (2 tuning folds; add e.g. ``--n-trials 1 --max-features 500``): its memory is set by the
-feature screening and the matrices of the chosen columns, whatever the learners.
+instead (2 tuning folds, its boosters' rounds capped at ``--trees`` too; add e.g. ``--n-trials 1
+--max-features 500``): its memory is set by the feature screening, the matrices of the chosen
+columns and the learners' own copies of them.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from bench_memory import MIB, SAMPLE_SECONDS, TreeSampler
 from pipelines.extract import ROW_GROUP_BYTES, read_features_metadata
@@ -53,13 +55,25 @@ def build_repeated_table(source: Path, rows: int, target: Path) -> tuple[int, in
     return rows, n_features
 
 
+def capped_search_spaces(rounds: int, path: Path) -> Path:
+    """The default search spaces with every booster's rounds capped at ``rounds``, at ``path``."""
+    spaces = yaml.safe_load((PROJECT_ROOT / "configs" / "search_spaces.yaml").read_text())
+    for space in spaces.values():
+        for key in ("n_estimators", "max_iter"):
+            if key in space:
+                space[key] = rounds
+    path.write_text(yaml.safe_dump(spaces))
+    return path
+
+
 def run_fit(features: Path, out: Path, folds: int, lightgbm: dict[str, str],
             extra: list[str], stack: list[str] | None = None) -> dict:
     config = out.parent / "bench_fit.yaml"
+    spaces = capped_search_spaces(int(lightgbm["n_estimators"]), out.parent / "spaces.yaml")
     config.write_text("fit:\n  lightgbm:\n"
                       + "".join(f"    {key}: {value}\n" for key, value in lightgbm.items())
                       + (f"  stack:\n    learners: [{', '.join(stack)}]\n    cv: 2\n"
-                         if stack else ""))
+                         f"    search_spaces: {spaces}\n" if stack else ""))
     if stack:
         extra = ["--model", "stack", *extra]
     command = [sys.executable, "-m", "pipelines.fit", "--features", str(features), "--out",
@@ -84,7 +98,7 @@ def main() -> None:
                         help="feature table written by pipelines.extract (with targets)")
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the repeated table")
     parser.add_argument("--folds", type=int, default=5, help="fit's cross-validation folds")
-    parser.add_argument("--trees", type=int, default=20, help="trees of the plain LightGBM")
+    parser.add_argument("--trees", type=int, default=20, help="trees of the plain LightGBM (and most rounds of the stack's boosters)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="another LightGBM parameter (e.g. bin_construct_sample_cnt=50000)")
     parser.add_argument("--stack", type=lambda text: text.split(","), default=None,

@@ -16,7 +16,9 @@ LightGBM is trained on each set and scores every other set. The diagonal is the 
 (stratified folds; grouped by ``--group-column`` of each set's meta.csv, e.g. ``pair_key`` for
 audio). ``--launder`` also scores laundered copies of the target sets (both classes through one
 resize + JPEG pipeline for images, resampling + 16-bit quantisation for audio), which shows how
-much of a score came from how the files were saved. Written: ``cross_matrix.json`` and
+much of a score came from how the files were saved; the laundered copies' features go to a
+table of their own (``OUT/features/SET.laundered.parquet``), and every fit and score reads its
+rows from the tables a row group at a time. Written: ``cross_matrix.json`` and
 ``cross_matrix.csv``.
 
 A file that cannot be decoded, or whose perturbation fails, is left out of that condition's
@@ -433,53 +435,69 @@ def launder_step(modality: str) -> perturbations.Step:
     return "launder", float(perturbations.get_perturbation("launder", modality).default)
 
 
-def laundered_features(dataset: Dataset, config: FeatureConfig, settings: dict,
-                       desc: str) -> tuple[np.ndarray, np.ndarray]:
-    """Feature rows of the laundered files, in dataset order, and which of them failed."""
-    rows = np.full((len(dataset), len(cached_extractor(config).names)), np.nan, np.float32)
-    failed = np.zeros(len(dataset), bool)
-
-    def consume(start, chunk_rows, errors):
-        rows[start:start + chunk_rows.shape[1]] = chunk_rows[0]
-        failed[start:start + chunk_rows.shape[1]] = [e is not None for e in errors[0]]
-
-    map_chunks(dataset, config, [(launder_step(config.modality),)], settings, consume, desc)
-    return rows, failed
-
-
 @dataclass
 class CrossSet:
-    """One set of a cross-dataset matrix: its features streamed from its table (``X``, read a
-    row group at a time by every fit and score), and in memory once laundered."""
+    """One set of a cross-dataset matrix. Its features (``X``) and, with ``--launder``, those of
+    its laundered copies (``laundered``) are streamed from their tables a row group at a time by
+    every fit and score; ``laundered_rows`` gives, for each row of ``X``, its laundered copy's
+    row in ``laundered`` (-1 where laundering or decoding it failed)."""
     name: str
     dataset: Dataset
     X: TableRows
     y: np.ndarray
     groups: np.ndarray | None
-    X_laundered: np.ndarray | None = None
-    laundered_ok: np.ndarray | None = None
+    laundered: TableRows | None = None
+    laundered_rows: np.ndarray | None = None
+
+    @property
+    def laundered_ok(self) -> np.ndarray:
+        return self.laundered_rows >= 0
 
 
 def prepare_cross_set(name: str, root: str, config: FeatureConfig, out: Path,
                       settings: dict) -> CrossSet:
-    from pipelines.extract import extract_dataset
-    from pipelines.fit import load_feature_table, read_groups
+    from pipelines.fit import read_groups
 
     dataset = load_dataset(root, require_targets=True, modality=config.modality)
-    path = out / "features" / f"{name}.parquet"
-    extract_dataset(dataset, config, path, n_jobs=settings["n_jobs"],
-                    chunk_size=settings["chunk_size"],
-                    options={"max_pixels": settings["max_pixels"]})
-    table = load_feature_table(path)
+    table = extract_cross_table(dataset, config, out / "features" / f"{name}.parquet", settings)
     groups = read_groups(table, settings["group_column"], None) \
         if settings["group_column"] else None
     item = CrossSet(name, dataset, table.rows, table.y, groups)
     if settings["launder"]:
-        rows, failed = laundered_features(dataset, config, settings, desc=f"launder {name}")
-        position = {n: i for i, n in enumerate(dataset.names)}
-        order = np.array([position[n] for n in table.names], dtype=np.intp)
-        item.X_laundered, item.laundered_ok = rows[order], ~failed[order]
+        # Written as a table too: at the competition's 500,000 images the laundered features
+        # (6.5 GiB at the default preset) are not held in memory beside the fits.
+        steps = [((launder_step(config.modality),), 0)] * len(dataset)
+        laundered = extract_cross_table(dataset, config,
+                                        out / "features" / f"{name}.laundered.parquet",
+                                        settings, steps)
+        position = {n: i for i, n in enumerate(laundered.names)}
+        item.laundered = TableRows(laundered.path, table.feature_names)
+        item.laundered_rows = np.array([position.get(n, -1) for n in table.names], np.int64)
     return item
+
+
+def extract_cross_table(dataset: Dataset, config: FeatureConfig, path: Path, settings: dict,
+                        steps: list | None = None):
+    """Extract ``dataset`` (each file perturbed by ``steps``, if given) into the table at
+    ``path`` as ``pipelines.extract`` does (resumable chunks, atomic write), and load it."""
+    from pipelines.extract import extract_dataset
+    from pipelines.fit import load_feature_table
+
+    extract_dataset(dataset, config, path, n_jobs=settings["n_jobs"],
+                    chunk_size=settings["chunk_size"],
+                    options={"max_pixels": settings["max_pixels"]}, steps=steps)
+    return load_feature_table(path)
+
+
+def laundered_scores(model, item: CrossSet, rows: np.ndarray | None = None) -> np.ndarray:
+    """The model's scores of the laundered copies of ``item``'s rows (all if None), NaN where
+    there is no laundered copy."""
+    file_rows = item.laundered_rows if rows is None else item.laundered_rows[rows]
+    scores = np.full(len(file_rows), np.nan)
+    ok = file_rows >= 0
+    if ok.any():
+        scores[ok] = model.predict_proba(item.laundered.subset(file_rows[ok]))[:, 1]
+    return scores
 
 
 def cross_cell(train: CrossSet, test: CrossSet, version: str, kind: str,
@@ -519,8 +537,7 @@ def cross_matrix(set_dirs: Sequence[str], config: FeatureConfig, out: Path,
                                     model.predict_proba(test.X)[:, 1]))
             if settings["launder"]:
                 cells.append(cross_cell(train, test, "laundered", "transfer",
-                                        model.predict_proba(test.X_laundered)[:, 1],
-                                        test.laundered_ok))
+                                        laundered_scores(model, test), test.laundered_ok))
     names = [s.name for s in sets]
     versions = ["as_is", "laundered"] if settings["launder"] else ["as_is"]
     matrices = {v: [[next(c["auc"] for c in cells if c["train_set"] == a and c["test_set"] == b
@@ -543,7 +560,7 @@ def laundered_oof(train: CrossSet, plan, params: dict, seed: int) -> np.ndarray:
     for fit_rows, test_rows in plan.folds:
         rows = boosting.rows_of(train.X, fit_rows)
         model = boosting.fit_full(rows, train.y[fit_rows], params, seed)
-        scores[test_rows] = model.predict_proba(train.X_laundered[test_rows])[:, 1]
+        scores[test_rows] = laundered_scores(model, train, test_rows)
     return scores
 
 

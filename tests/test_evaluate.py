@@ -188,3 +188,28 @@ def test_cross_diagonal_is_the_out_of_fold_score_of_fit(cross, tmp_path):
                      "--out", str(run), "--folds", "3", "--group-column", "pair_key"]) == 0
     assert result["auc"]["as_is"][0][0] == \
         json.loads((run / "metrics.json").read_text())["oof"]["lightgbm"]["auc"]
+
+
+def test_cross_launder_reads_each_laundered_image_from_its_own_table(cross):
+    """The laundered copies are extracted into a table beside each set's (not held in memory),
+    and each row there describes that image shrunk by 0.8 and re-encoded at JPEG 90."""
+    from features.context import ImageContext
+    from features.extractor import cached_extractor
+    from features.image_decode import load_image
+    from features.registry import FeatureConfig
+    import pyarrow.parquet as pq
+
+    out, _, _ = cross
+    table = pq.read_table(out / "features" / "two.laundered.parquet").to_pandas()
+    assert len(table) == 40
+    extractor = cached_extractor(FeatureConfig.from_mapping("image", {"fft": {"n_bins": 8}}))
+    root = out.parent / "two"
+    for i in (0, 7, 39):  # a real, a fake and the last row
+        rgb = load_image(root / f"img_{i:02d}.png")
+        shrunk = cv2.resize(rgb, (51, 51), interpolation=cv2.INTER_AREA)  # round(64 * 0.8)
+        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(shrunk, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_JPEG_QUALITY, 90])
+        laundered = cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        expected, failures = extractor.transform_context(ImageContext(laundered))
+        row = table.loc[table["img_name"] == f"img_{i:02d}.png", extractor.names]
+        assert not failures and np.allclose(row.to_numpy()[0], expected, rtol=1e-6, atol=1e-6)
