@@ -315,7 +315,11 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         would fail on an all-missing column)."""
         self._check_settings(y)
         y = y.astype(int)
-        self.support_ = select_features(X, y, self.max_features, seed=self.random_state)
+        # Nothing else runs while the columns are screened: the screening model may use every
+        # worker's threads (one inside the nested folds' workers, whose n_jobs is 1).
+        threads = effective_n_jobs(self.n_jobs) * self.model_threads
+        self.support_ = select_features(X, y, self.max_features, {"n_jobs": threads},
+                                        seed=self.random_state)
         return dense_columns(X, self.support_), y
 
     def _tune(self, parallel, names, X, y, groups, costs) -> None:
@@ -349,8 +353,9 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
             # Fold by fold (the order of ``tasks``), so only the folds being fitted hold a
             # matrix of their columns.
             for fold, (train, test) in enumerate(splits):
+                # Screened while the previous fold's models still fit in the workers.
                 chosen = select_features(rows_of(X_all, train), y[train], self.max_features,
-                                         seed=self.random_state)
+                                         {"n_jobs": self.model_threads}, seed=self.random_state)
                 matrix = dense_columns(X_all, chosen)
                 for name in _slowest_first(names):
                     yield delayed(_timed)(_fit_predict, name, self.best_params_[name], matrix, y,

@@ -199,6 +199,26 @@ def test_max_features_keeps_the_informative_columns_and_reads_whole_rows():
     assert auc(y, stack.oof_predictions_["stack"]) > 0.9
 
 
+def test_no_lightgbm_model_of_the_stack_uses_more_threads_than_it_was_given(monkeypatch):
+    """Every LightGBM the stack trains, the feature screening's included, keeps to its threads:
+    the screening used to take the plain model's two, and two workers each running it on two
+    threads of a two-core machine took four times as long (benchmarks/bench_fit_memory.py)."""
+    import lightgbm
+    threads = []
+    train = lightgbm.train
+
+    def recording_train(params, *args, **kwargs):
+        threads.append(params.get("n_jobs", params.get("num_threads")))
+        return train(params, *args, **kwargs)
+
+    monkeypatch.setattr(lightgbm, "train", recording_train)
+    X, y, _ = complementary_problem(n=300)
+    GradientBoostedStack(learners=("lightgbm", "logistic"), search_spaces=SPACES, n_trials=1,
+                         n_jobs=1, model_threads=1, max_features=6).fit(X, y)
+    assert len(threads) >= 4  # the screenings: on all rows, then in each of the 3 OOF folds
+    assert set(threads) == {1}
+
+
 def test_an_entirely_missing_column_is_never_given_to_the_learners():
     # scikit-learn's HistGradientBoosting fails on a column with no value at all.
     X, y, _ = complementary_problem(n=200)
