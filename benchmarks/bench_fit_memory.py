@@ -69,13 +69,14 @@ def capped_search_spaces(rounds: int, path: Path) -> Path:
 def run_fit(features: Path, out: Path, folds: int, lightgbm: dict[str, str],
             extra: list[str], stack: list[str] | None = None) -> dict:
     config = out.parent / "bench_fit.yaml"
-    spaces = capped_search_spaces(int(lightgbm["n_estimators"]), out.parent / "spaces.yaml")
-    config.write_text("fit:\n  lightgbm:\n"
-                      + "".join(f"    {key}: {value}\n" for key, value in lightgbm.items())
-                      + (f"  stack:\n    learners: [{', '.join(stack)}]\n    cv: 2\n"
-                         f"    search_spaces: {spaces}\n" if stack else ""))
+    text = "fit:\n  lightgbm:\n" + "".join(f"    {key}: {value}\n"
+                                            for key, value in lightgbm.items())
     if stack:
+        spaces = capped_search_spaces(int(lightgbm["n_estimators"]), out.parent / "spaces.yaml")
+        text += (f"  stack:\n    learners: [{', '.join(stack)}]\n    cv: 2\n"
+                 f"    search_spaces: {spaces}\n")
         extra = ["--model", "stack", *extra]
+    config.write_text(text)
     command = [sys.executable, "-m", "pipelines.fit", "--features", str(features), "--out",
                str(out), "--folds", str(folds), "--config", str(config), *extra]
     started = time.monotonic()
@@ -98,7 +99,8 @@ def main() -> None:
                         help="feature table written by pipelines.extract (with targets)")
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the repeated table")
     parser.add_argument("--folds", type=int, default=5, help="fit's cross-validation folds")
-    parser.add_argument("--trees", type=int, default=20, help="trees of the plain LightGBM (and most rounds of the stack's boosters)")
+    parser.add_argument("--trees", type=int, default=20,
+                        help="trees of the plain LightGBM (most rounds of the stack's boosters)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="another LightGBM parameter (e.g. bin_construct_sample_cnt=50000)")
     parser.add_argument("--stack", type=lambda text: text.split(","), default=None,
