@@ -1,7 +1,8 @@
 """The plain LightGBM's parameters per modality; the rows its importances are averaged over."""
 import numpy as np
 
-from models.boosting import DEFAULT_PARAMS, explanation_rows, plain_params
+from models.boosting import (DEFAULT_PARAMS, explanation_rows, fit_full, plain_params,
+                             predict_positive)
 
 
 def test_images_get_their_own_trees_and_the_user_has_the_last_word():
@@ -46,3 +47,16 @@ def test_out_of_fold_reports_each_new_fold_and_reuses_finished_ones():
     np.testing.assert_array_equal(resumed[held_out], 0.25)
     rest = np.setdiff1d(np.arange(60), held_out)
     np.testing.assert_array_equal(resumed[rest], oof[rest])
+
+
+def test_the_plain_model_is_the_same_on_any_number_of_threads():
+    # The default uses every core, so a model trained on a large machine must be the one a
+    # laptop would train.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 30)).astype(np.float32)
+    y = (X[:, 0] * X[:, 1] + X[:, 2] + rng.normal(size=600) > 0).astype(int)
+    params = plain_params("image", {"n_estimators": 60})
+    assert params["n_jobs"] == 0  # all cores
+    one, two = (fit_full(X, y, {**params, "n_jobs": n}) for n in (1, 2))
+    assert one.booster_.dump_model()["tree_info"] == two.booster_.dump_model()["tree_info"]
+    np.testing.assert_array_equal(predict_positive(one, X), predict_positive(two, X))
