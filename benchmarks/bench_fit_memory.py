@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from bench_memory import MIB, SAMPLE_SECONDS, TreeSampler
+from models.tuning import DEFAULT_SEARCH_SPACES
 from pipelines.extract import ROW_GROUP_BYTES, read_features_metadata
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +58,7 @@ def build_repeated_table(source: Path, rows: int, target: Path) -> tuple[int, in
 
 def capped_search_spaces(rounds: int, path: Path) -> Path:
     """The default search spaces with every booster's rounds capped at ``rounds``, at ``path``."""
-    spaces = yaml.safe_load((PROJECT_ROOT / "configs" / "search_spaces.yaml").read_text())
+    spaces = yaml.safe_load(DEFAULT_SEARCH_SPACES.read_text())
     for space in spaces.values():
         for key in ("n_estimators", "max_iter"):
             if key in space:

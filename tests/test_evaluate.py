@@ -209,6 +209,7 @@ def test_cross_launder_reads_each_laundered_image_from_its_own_table(cross):
         shrunk = cv2.resize(rgb, (51, 51), interpolation=cv2.INTER_AREA)  # round(64 * 0.8)
         ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(shrunk, cv2.COLOR_RGB2BGR),
                                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
         laundered = cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         expected, failures = extractor.transform_context(ImageContext(laundered))
         row = table.loc[table["img_name"] == f"img_{i:02d}.png", extractor.names]
