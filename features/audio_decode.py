@@ -29,8 +29,6 @@ import soxr
 
 DEFAULT_SAMPLE_RATE = 16000
 RESAMPLER_QUALITY = "HQ"
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus",
-                  ".mp4", ".mkv", ".avi", ".mov", ".webm")
 
 Source = str | Path | bytes | BinaryIO
 

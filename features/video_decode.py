@@ -53,16 +53,6 @@ def sample_frames(path: str | Path, k: int = 8) -> list[np.ndarray]:
     return [frames.get(index, frames[max(frames)]) for index in wanted]
 
 
-def has_audio(path: str | Path) -> bool:
-    """Whether the media file has at least one audio stream."""
-    path = _checked(path)
-    try:
-        with av.open(str(path)) as container:
-            return len(container.streams.audio) > 0
-    except (av.FFmpegError, OSError, ValueError) as error:
-        raise VideoDecodeError(f"{path}: cannot read the container ({error})") from error
-
-
 def _checked(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
