@@ -51,12 +51,15 @@ def test_out_of_fold_reports_each_new_fold_and_reuses_finished_ones():
 
 def test_the_plain_model_is_the_same_on_any_number_of_threads():
     # The default uses every core, so a model trained on a large machine must be the one a
-    # laptop would train.
+    # laptop would train. OpenMP runs as many threads as asked on any number of cores, so 3 and
+    # 8 threads (an uneven split of the columns, more threads than columns per thread) are tried
+    # here too.
     rng = np.random.default_rng(0)
     X = rng.normal(size=(600, 30)).astype(np.float32)
     y = (X[:, 0] * X[:, 1] + X[:, 2] + rng.normal(size=600) > 0).astype(int)
     params = plain_params("image", {"n_estimators": 60})
     assert params["n_jobs"] == 0  # all cores
-    one, two = (fit_full(X, y, {**params, "n_jobs": n}) for n in (1, 2))
-    assert one.booster_.dump_model()["tree_info"] == two.booster_.dump_model()["tree_info"]
-    np.testing.assert_array_equal(predict_positive(one, X), predict_positive(two, X))
+    one, *more = (fit_full(X, y, {**params, "n_jobs": n}) for n in (1, 2, 3, 8))
+    for other in more:
+        assert one.booster_.dump_model()["tree_info"] == other.booster_.dump_model()["tree_info"]
+        np.testing.assert_array_equal(predict_positive(one, X), predict_positive(other, X))
