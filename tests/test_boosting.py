@@ -51,9 +51,8 @@ def test_out_of_fold_reports_each_new_fold_and_reuses_finished_ones():
 
 def test_the_plain_model_is_the_same_on_any_number_of_threads():
     # The default uses every core, so a model trained on a large machine must be the one a
-    # laptop would train. OpenMP runs as many threads as asked on any number of cores, so 3 and
-    # 8 threads (an uneven split of the columns, more threads than columns per thread) are tried
-    # here too.
+    # laptop would train. OpenMP runs as many threads as asked on any number of cores, so an
+    # uneven split of the work (3) and more threads than this machine's cores (8) are tried too.
     rng = np.random.default_rng(0)
     X = rng.normal(size=(600, 30)).astype(np.float32)
     y = (X[:, 0] * X[:, 1] + X[:, 2] + rng.normal(size=600) > 0).astype(int)
