@@ -6,9 +6,14 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+import pyarrow.parquet as pq
 from sklearn.metrics import roc_auc_score
 
 from features import perturbations
+from features.context import ImageContext
+from features.extractor import cached_extractor
+from features.image_decode import load_image
+from features.registry import FeatureConfig
 from pipelines import evaluate, extract, fit, predict
 from test_table_rows import forbid_the_whole_matrix
 
@@ -193,12 +198,6 @@ def test_cross_diagonal_is_the_out_of_fold_score_of_fit(cross, tmp_path):
 def test_cross_launder_reads_each_laundered_image_from_its_own_table(cross):
     """The laundered copies are extracted into a table beside each set's (not held in memory),
     and each row there describes that image shrunk by 0.8 and re-encoded at JPEG 90."""
-    from features.context import ImageContext
-    from features.extractor import cached_extractor
-    from features.image_decode import load_image
-    from features.registry import FeatureConfig
-    import pyarrow.parquet as pq
-
     out, _, _ = cross
     table = pq.read_table(out / "features" / "two.laundered.parquet").to_pandas()
     assert len(table) == 40
