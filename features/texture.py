@@ -236,7 +236,7 @@ def texture(ctx: ImageContext, *, channels: Sequence[str] = ("y", "cb", "cr"),
     channel.
 
     Out-of-fold AUC with plain LightGBM and the previous default preset's other families
-    (README, performance section): full-size chroma against half-size, one scale,
+    (benchmarks/RESULTS.md, "Multi-scale texture"): full-size chroma against half-size, one scale,
     stylegan140k_small 0.884 / 0.886, yonsei_rff 0.688 / 0.687, lfw_faceswap laundered
     0.978 / 0.978; scales 1, 2, 4, 8 then gave stylegan140k_small 0.883 -> 0.890 (mean of fold
     seeds 0-2) and yonsei_rff 0.687 -> 0.710 (seeds 0-4).

@@ -24,7 +24,7 @@ import numpy as np
 # 10,000 rows, not the plain model's 50,000: from streamed rows LightGBM copies its bin sample
 # several times (float64 rows, their transpose, per-column copies), and a ranking of columns does
 # not need finer bins. With it a stack fit of 40,000 rows peaked at 3.7 GiB instead of 5.5
-# (README, Performance: fit's memory).
+# (benchmarks/RESULTS.md, "Fit: memory and time at scale").
 SCREENING_PARAMS: dict[str, Any] = {"n_estimators": 100, "learning_rate": 0.1, "num_leaves": 15,
                                     "colsample_bytree": 0.3, "bin_construct_sample_cnt": 10_000}
 

@@ -244,7 +244,7 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
 
         ``X`` is a matrix, or rows streamed from a feature table
         (``pipelines.table_rows.TableRows``): then the features are screened a batch of rows at
-        a time and only the chosen columns are ever held whole (README, Performance).
+        a time and only the chosen columns are ever held whole (benchmarks/RESULTS.md).
         """
         started = time.perf_counter()
         X_all, y = self._validated(X, y)

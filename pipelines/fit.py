@@ -43,7 +43,7 @@ log = logging.getLogger("pipelines.fit")
 # `fit --model stack` near ten minutes on two cores for 1,300 images (15-18 with one augmented
 # copy of each). Few images rank columns noisily: with 1,000 columns yonsei_rff (200 images)
 # fell from 0.690 to 0.676 (mean over fold seeds 0-4), while stylegan140k_small (1,330 images)
-# rose from 0.880 to 0.894 (README).
+# rose from 0.880 to 0.894 (benchmarks/RESULTS.md, "The stack").
 STACK_FEATURE_CAP = (500, 1000)
 
 OPTIONS = (

@@ -3,11 +3,11 @@
 The plain LightGBM builds its binned Dataset from a :class:`lightgbm.Sequence`: a sample of rows
 to place the bins, then every row in batches (LightGBM's "Sequence" input). Its float32 feature
 matrix never has to exist whole: 500,000 images with a mirrored copy make a 13 GiB matrix at the
-default preset, more than half of a 24 GiB machine before LightGBM has binned a value (README,
-Performance: fit's memory). :class:`TableRows` is such a Sequence over chosen rows and columns of
-the file; reading one row keeps its row group, so LightGBM's ascending sample and batches read
-each group once. The stack screens its columns on such rows the same way, then reads only the
-columns it keeps into a matrix (``models.stack``).
+default preset, more than half of a 24 GiB machine before LightGBM has binned a value
+(benchmarks/RESULTS.md, "Fit: memory and time at scale"). :class:`TableRows` is such a Sequence
+over chosen rows and columns of the file; reading one row keeps its row group, so LightGBM's
+ascending sample and batches read each group once. The stack screens its columns on such rows
+the same way, then reads only the columns it keeps into a matrix (``models.stack``).
 """
 from __future__ import annotations
 
