@@ -24,9 +24,9 @@ from sklearn.datasets import make_classification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.learners import LEARNER_NAMES  # noqa: E402
 from models.metrics import auc  # noqa: E402
 from models.stack import GradientBoostedStack  # noqa: E402
+from pipelines.fit import stack_members  # noqa: E402
 
 
 def write_synthetic(path: Path, n_rows: int, n_features: int, seed: int = 0) -> None:
@@ -46,7 +46,8 @@ def main(argv=None) -> None:
     parser.add_argument("--timeout", type=float, default=None, help="seconds per learner study")
     parser.add_argument("--cv", type=int, default=3)
     parser.add_argument("--n-jobs", type=int, default=-1)
-    parser.add_argument("--learners", nargs="+", default=list(LEARNER_NAMES))
+    parser.add_argument("--learners", nargs="+", default=None,
+                        help="default: the learners of `fit --model stack` on these columns")
     parser.add_argument("--meta", default="rank_mean")
     parser.add_argument("--storage", default=None, help="journal file or database URL")
     parser.add_argument("--max-features", type=int, default=None,
@@ -58,10 +59,12 @@ def main(argv=None) -> None:
         write_synthetic(args.features, *args.synthetic)
     frame = pd.read_parquet(args.features)
     y = frame["target"].to_numpy().astype(int)
-    X = frame[[c for c in frame.columns if "__" in c]].to_numpy(dtype=np.float32)
+    columns = [c for c in frame.columns if "__" in c]
+    X = frame[columns].to_numpy(dtype=np.float32)
     print(f"data: {X.shape[0]} rows x {X.shape[1]} features, {y.mean():.1%} fake")
 
-    stack = GradientBoostedStack(learners=tuple(args.learners), n_trials=args.n_trials,
+    members = stack_members({} if args.learners is None else {"learners": args.learners}, columns)
+    stack = GradientBoostedStack(**members, n_trials=args.n_trials,
                                  timeout=args.timeout, cv=args.cv, meta=args.meta,
                                  storage=args.storage, n_jobs=args.n_jobs,
                                  max_features=args.max_features)
@@ -72,14 +75,14 @@ def main(argv=None) -> None:
 
     costs = stack.timings_["learners"]
     phases = [f"{phase}_{clock}" for phase in ("tune", "oof", "refit") for clock in ("wall", "cpu")]
-    print(f"\n{'learner':<9} {'trials':>6} {'pruned':>6} {'cv_auc':>7} {'oof_auc':>7} "
+    print(f"\n{'learner':<16} {'trials':>6} {'pruned':>6} {'cv_auc':>7} {'oof_auc':>7} "
           + " ".join(f"{phase:>10}" for phase in phases))
-    for name in args.learners:
+    for name in stack.learners:
         tuning = stack.tuning_[name]
-        print(f"{name:<9} {tuning['n_complete']:6d} {tuning['n_pruned']:6d} "
+        print(f"{name:<16} {tuning['n_complete']:6d} {tuning['n_pruned']:6d} "
               f"{tuning['best_value']:7.4f} {auc(y, stack.oof_predictions_[name]):7.4f} "
               + " ".join(f"{costs[name][phase]:10.1f}" for phase in phases))
-    print(f"{'stack':<9} {'':>6} {'':>6} {'':>7} {auc(y, stack.oof_predictions_['stack']):7.4f}")
+    print(f"{'stack':<16} {'':>6} {'':>6} {'':>7} {auc(y, stack.oof_predictions_['stack']):7.4f}")
     print("\nwall-clock seconds per phase:", json.dumps(
         {phase: round(seconds, 1) for phase, seconds in stack.timings_["wall"].items()}))
     print(f"total fit: {total:.1f} s (n_jobs={args.n_jobs}); per-learner times are measured in "

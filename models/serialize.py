@@ -12,8 +12,10 @@ loaded safely. Formats:
   tree order onto the baseline; probability = expit);
 * logistic regression: JSON of the fitted arrays (median imputation values, scaler mean and scale,
   coefficients, intercept);
-* ``manifest.json``: learner names, files with their SHA-256, round counts, tuned parameters and the
-  meta-learner (weights, or rank knots).
+* ``manifest.json``: learner names, files with their SHA-256, round counts, tuned parameters, the
+  input columns read (``support``, and ``view_supports`` for learners fitted on a view such as
+  ``lightgbm@global``, whose file is ``lightgbm-global.txt``) and the meta-learner (weights, or
+  rank knots).
 
 The loaded stack reproduces the fitted one's ``predict_proba`` to within floating-point rounding.
 """
@@ -29,10 +31,12 @@ import sklearn
 import xgboost
 from scipy.special import expit
 
-from models.stack import GradientBoostedStack, MetaLearner
+from models.stack import GradientBoostedStack, MetaLearner, learner_kind, learner_view
 
 FORMAT = "deepfake-gradient-boosted-stack"
-FORMAT_VERSION = 1
+# Version 2 added learners on views of the columns (``view_supports``); version 1 still loads.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 _FILES = {"lightgbm": "lightgbm.txt", "xgboost": "xgboost.json", "histgb": "histgb.json",
           "logistic": "logistic.json"}
@@ -47,8 +51,8 @@ def save_stack(model: GradientBoostedStack, folder) -> dict:
     learners = []
     for name in model.learners:
         fitted = model.learners_[name]
-        path = folder / _FILES[name]
-        path.write_text(_EXPORTERS[name](fitted.estimator))
+        path = folder / learner_file(name)
+        path.write_text(_EXPORTERS[learner_kind(name)](fitted.estimator))
         learners.append({"name": name, "file": path.name, "sha256": _sha256(path),
                          "n_rounds": fitted.n_rounds, "params": model.best_params_[name]})
     feature_names = getattr(model, "feature_names_in_", None)
@@ -56,6 +60,8 @@ def save_stack(model: GradientBoostedStack, folder) -> dict:
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "n_features": int(model.n_features_in_),
         "support": [int(i) for i in model.support_],
+        "view_supports": {view: [int(i) for i in columns]
+                          for view, columns in model.view_supports_.items()},
         "feature_names": None if feature_names is None else [str(f) for f in feature_names],
         "input_dtype": "float32",
         "learners": learners,
@@ -72,14 +78,15 @@ def load_stack(folder) -> "LoadedStack":
     """Rebuild a saved stack from its folder (model files are checked against their SHA-256)."""
     folder = Path(folder)
     manifest = json.loads((folder / MANIFEST).read_text())
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{folder} does not hold a {FORMAT} version {FORMAT_VERSION} model")
+    if manifest.get("format") != FORMAT or manifest.get("format_version") not in READABLE_VERSIONS:
+        raise ValueError(f"{folder} does not hold a {FORMAT} model of version "
+                         f"{' or '.join(map(str, READABLE_VERSIONS))}")
     predictors = {}
     for entry in manifest["learners"]:
         path = folder / entry["file"]
         if _sha256(path) != entry["sha256"]:
             raise ValueError(f"{path} does not match the checksum in the manifest")
-        predictors[entry["name"]] = _LOADERS[entry["name"]](path)
+        predictors[entry["name"]] = _LOADERS[learner_kind(entry["name"])](path)
     return LoadedStack(manifest, predictors)
 
 
@@ -92,15 +99,23 @@ class LoadedStack:
         self.manifest = manifest
         self.predictors = predictors
         self.meta = MetaLearner(**manifest["meta"])
-        self.support = _checked_support(manifest)
+        self.support = _checked_support(manifest, manifest.get("support"), "support")
+        self.view_supports = {
+            view: _checked_support(manifest, columns, f"view_supports.{view}")
+            for view, columns in manifest.get("view_supports", {}).items()}
+        unknown = {learner_view(name) for name in self.learners} - {None} - set(self.view_supports)
+        if unknown:
+            raise ValueError(f"the stack manifest has no columns for the views {sorted(unknown)}")
 
     @property
     def learners(self) -> list[str]:
         return [entry["name"] for entry in self.manifest["learners"]]
 
     def predict_proba(self, X) -> np.ndarray:
-        X = self._check_input(X)[:, self.support]
-        base = np.column_stack([self.predictors[name](X) for name in self.learners])
+        X = self._check_input(X)
+        columns = {None: self.support, **self.view_supports}
+        base = np.column_stack([self.predictors[name](X[:, columns[learner_view(name)]])
+                                for name in self.learners])
         positive = self.meta.predict(base)
         return np.column_stack([1.0 - positive, positive])
 
@@ -115,16 +130,24 @@ class LoadedStack:
         return X
 
 
-def _checked_support(manifest: dict) -> np.ndarray:
-    """The input columns the learners read: distinct, ascending, in range (all when absent)."""
+def _checked_support(manifest: dict, support, key: str) -> np.ndarray:
+    """Input columns that learners read: distinct, ascending, in range (all when absent)."""
     n_features = manifest["n_features"]
-    support = manifest.get("support", list(range(n_features)))
+    support = list(range(n_features)) if support is None else support
     if not (isinstance(support, list) and support
             and all(isinstance(i, int) and 0 <= i < n_features for i in support)
             and all(a < b for a, b in zip(support, support[1:]))):
-        raise ValueError(f"the stack manifest's 'support' must list distinct ascending column "
+        raise ValueError(f"the stack manifest's {key!r} must list distinct ascending column "
                          f"indices below {n_features}")
     return np.array(support, dtype=np.intp)
+
+
+def learner_file(name: str) -> str:
+    """The model file of a stack member: ``lightgbm.txt``, ``lightgbm-global.txt`` for the
+    LightGBM on view ``global``."""
+    view = learner_view(name)
+    file = _FILES[learner_kind(name)]
+    return file if view is None else file.replace(".", f"-{view}.", 1)
 
 
 def _export_lightgbm(estimator) -> str:

@@ -43,6 +43,7 @@ worker. Results do not depend on ``n_jobs``.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -71,6 +72,10 @@ META_CHOICES = (*META_KINDS, "auto")
 META_C = 1.0
 # The OOF partition's seed is the tuning folds' seed plus this: another partition of the rows.
 OOF_SEED_OFFSET = 1
+# Separates a learner's kind from the view of the columns it reads: "lightgbm@global".
+VIEW_SEPARATOR = "@"
+# A view's name also names its learners' model files.
+VIEW_NAME = re.compile(r"[A-Za-z0-9_]+")
 # Probabilities are clipped before the logit so a saturated learner gives a finite feature.
 PROBABILITY_CLIP = 1e-12
 
@@ -217,12 +222,18 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         rows given to ``fit`` (:func:`models.selection.select_features`; constant columns are
         always dropped). Inside :func:`nested_oof` each outer fold selects on its own training
         rows, so the held-out labels never choose the columns. ``support_`` holds the indices.
+    views : named subsets of the columns, ``{name: column indices}``. A learner named
+        ``"KIND@VIEW"`` (``"lightgbm@global"``) is learner KIND fitted on that view's columns only,
+        screened on their own with the same cap (``view_supports_``), with a study of its own.
+        A view gives the stack a learner that errs differently: when one family has most of the
+        columns (the image ``layout`` grid, 3,072 of 3,486), column sampling seldom offers the
+        others, and a booster without it ranks the rows otherwise (see ``pipelines.fit``).
     """
 
     def __init__(self, learners=LEARNER_NAMES, *, search_spaces=None, n_trials=4, timeout=None,
                  cv=3, meta="rank_mean", storage=None, study_prefix="", random_state=0,
                  n_jobs=-1, model_threads=1, validation_fraction=0.2, patience=100, worker=0,
-                 max_features=None):
+                 max_features=None, views=None):
         self.learners = learners
         self.search_spaces = search_spaces
         self.n_trials = n_trials
@@ -238,6 +249,7 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.worker = worker
         self.max_features = max_features
+        self.views = views
 
     def fit(self, X, y, groups=None):
         """Tune, fit the meta-learner on OOF predictions, then refit the learners on all rows.
@@ -248,7 +260,7 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         """
         started = time.perf_counter()
         X_all, y = self._validated(X, y)
-        X, y = self._selected(X_all, y)
+        matrices, y = self._selected(X_all, y)
         self.classes_ = np.array([0, 1])
         names = list(self.learners)
         splits = make_splits(y, groups, self.cv, self.random_state + OOF_SEED_OFFSET)
@@ -257,7 +269,7 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         wall = {}
 
         tick = time.perf_counter()
-        self._tune(parallel, names, X, y, groups, costs)
+        self._tune(parallel, names, matrices, y, groups, costs)
         wall["tune"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
@@ -273,8 +285,8 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
 
         tick = time.perf_counter()
         refitted = dict(zip(_slowest_first(names), parallel(delayed(_timed)(
-            fit_learner, name, self.best_params_[name], X, y, groups,
-            **self._fit_settings(name)) for name in _slowest_first(names))))
+            fit_learner, learner_kind(name), self.best_params_[name], matrices[learner_view(name)],
+            y, groups, **self._fit_settings(name)) for name in _slowest_first(names))))
         self.learners_ = {name: refitted[name][0] for name in names}
         for name in names:
             _add_cost(costs[name], "refit", refitted[name][1])
@@ -291,10 +303,10 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         For workers sharing a storage: a later :meth:`fit` on the same data finds the studies
         finished and runs no new trial.
         """
-        X, y = self._selected(*self._validated(X, y))
+        matrices, y = self._selected(*self._validated(X, y))
         names = list(self.learners)
         costs = {name: dict.fromkeys(_COST_KEYS, 0.0) for name in names}
-        self._tune(Parallel(n_jobs=self.n_jobs, backend="loky"), names, X, y, groups, costs)
+        self._tune(Parallel(n_jobs=self.n_jobs, backend="loky"), names, matrices, y, groups, costs)
         return self
 
     def _validated(self, X, y):
@@ -308,28 +320,50 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return X, y
 
-    def _selected(self, X, y) -> tuple[np.ndarray, np.ndarray]:
-        """Check the data, choose ``support_`` on these rows; the chosen columns and int labels.
-
-        Constant columns, entirely missing ones among them, are never chosen (HistGradientBoosting
-        would fail on an all-missing column)."""
+    def _selected(self, X, y) -> tuple[dict, np.ndarray]:
+        """Check the data, choose ``support_`` (and ``view_supports_``) on these rows; the
+        chosen columns as one matrix per view (key None: the learners on all columns) and the
+        int labels."""
         self._check_settings(y)
         y = y.astype(int)
         # Nothing else runs while the columns are screened: the screening model may use every
         # worker's threads (one inside the nested folds' workers, whose n_jobs is 1).
         threads = effective_n_jobs(self.n_jobs) * self.model_threads
-        self.support_ = select_features(X, y, self.max_features, {"n_jobs": threads},
-                                        seed=self.random_state)
-        return dense_columns(X, self.support_), y
+        supports = self._screened(X, y, threads)
+        self.support_ = supports.pop(None)
+        self.view_supports_ = supports
+        return {view: dense_columns(X, columns) for view, columns in self._supports().items()}, y
 
-    def _tune(self, parallel, names, X, y, groups, costs) -> None:
+    def _screened(self, X, y, threads: int) -> dict:
+        """The columns (indices into ``X``) that the learners of each view read, chosen on these
+        rows: key None for all columns, then each view's own columns, screened with the same cap.
+
+        Constant columns, entirely missing ones among them, are never chosen (HistGradientBoosting
+        would fail on an all-missing column)."""
+        screen = dict(max_features=self.max_features, params={"n_jobs": threads},
+                      seed=self.random_state)
+        supports = {None: select_features(X, y, **screen)}
+        for view in self._views_used():
+            columns = np.asarray(self.views[view], dtype=np.intp)
+            supports[view] = columns[select_features(columns_of(X, columns), y, **screen)]
+        return supports
+
+    def _supports(self) -> dict:
+        """Fitted column indices per view (key None: all columns)."""
+        return {None: self.support_, **self.view_supports_}
+
+    def _views_used(self) -> list[str]:
+        return sorted({learner_view(name) for name in self.learners} - {None})
+
+    def _tune(self, parallel, names, matrices, y, groups, costs) -> None:
         """One study per learner; sets ``tuning_`` and ``best_params_``."""
         spaces = load_search_spaces(self.search_spaces)
-        missing = [name for name in names if name not in spaces]
+        missing = sorted({learner_kind(name) for name in names} - set(spaces))
         if missing:
             raise ValueError(f"no search space for learners {missing}")
         tuned = dict(zip(_slowest_first(names), parallel(delayed(_timed)(
-            tune_learner, name, X, y, groups, space=spaces[name], n_trials=self.n_trials,
+            tune_learner, learner_kind(name), matrices[learner_view(name)], y, groups,
+            space=spaces[learner_kind(name)], n_trials=self.n_trials,
             timeout=self.timeout, cv=self.cv, storage=self.storage,
             study_name=f"{self.study_prefix}{name}", worker=self.worker, **self._fit_settings())
             for name in _slowest_first(names))))
@@ -354,12 +388,12 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
             # matrix of their columns.
             for fold, (train, test) in enumerate(splits):
                 # Screened while the previous fold's models still fit in the workers.
-                chosen = select_features(rows_of(X_all, train), y[train], self.max_features,
-                                         {"n_jobs": self.model_threads}, seed=self.random_state)
-                matrix = dense_columns(X_all, chosen)
+                chosen = self._screened(rows_of(X_all, train), y[train], self.model_threads)
+                matrices = {view: dense_columns(X_all, columns) for view, columns in chosen.items()}
                 for name in _slowest_first(names):
-                    yield delayed(_timed)(_fit_predict, name, self.best_params_[name], matrix, y,
-                                          groups, train, test, **self._fit_settings(name))
+                    yield delayed(_timed)(_fit_predict, learner_kind(name), self.best_params_[name],
+                                          matrices[learner_view(name)], y, groups, train, test,
+                                          **self._fit_settings(name))
 
         predictions = parallel(fits())
         oof = np.empty((len(y), len(names)))
@@ -394,8 +428,8 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         else:
             X = validate_data(self, X, reset=False, dtype=np.float32,
                               ensure_all_finite="allow-nan")
-        X = dense_columns(X, self.support_)
-        return np.column_stack([self.learners_[name].predict_positive(X)
+        matrices = {view: dense_columns(X, columns) for view, columns in self._supports().items()}
+        return np.column_stack([self.learners_[name].predict_positive(matrices[learner_view(name)])
                                 for name in self.learners])
 
     def predict(self, X) -> np.ndarray:
@@ -406,8 +440,17 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
             raise ValueError("y must contain both classes 0 (real) and 1 (fake), and only them")
         if not self.learners or len(set(self.learners)) != len(self.learners):
             raise ValueError(f"learners must be distinct and at least one, got {self.learners}")
+        for view in self.views or {}:
+            if not (isinstance(view, str) and VIEW_NAME.fullmatch(view)):
+                raise ValueError(f"view names are letters, digits and '_', got {view!r}")
         for name in self.learners:
-            check_learner_name(name)
+            check_learner_name(learner_kind(name))
+            view = learner_view(name)
+            if view is not None and view not in (self.views or {}):
+                raise ValueError(f"learner {name!r} names view {view!r}, which is not among the "
+                                 f"stack's views {sorted(self.views or {})}")
+            if view is not None and not len(self.views[view]):
+                raise ValueError(f"view {view!r} of learner {name!r} has no columns")
         if self.meta not in META_CHOICES:
             raise ValueError(f"unknown meta-learner {self.meta!r}; choose one of {META_CHOICES}")
 
@@ -556,7 +599,17 @@ _COST_RANK = {"histgb": 0, "xgboost": 1, "lightgbm": 2, "logistic": 3}
 
 
 def _slowest_first(names: list[str]) -> list[str]:
-    return sorted(names, key=_COST_RANK.__getitem__)
+    return sorted(names, key=lambda name: _COST_RANK[learner_kind(name)])
+
+
+def learner_kind(name: str) -> str:
+    """The learner of a stack member's name: ``"lightgbm"`` for ``"lightgbm@global"``."""
+    return name.split(VIEW_SEPARATOR, 1)[0]
+
+
+def learner_view(name: str) -> str | None:
+    """The view of a stack member's name (``"global"`` for ``"lightgbm@global"``), or None."""
+    return name.partition(VIEW_SEPARATOR)[2] or None
 
 
 _COST_KEYS = ("tune_wall", "tune_cpu", "oof_wall", "oof_cpu", "refit_wall", "refit_cpu")

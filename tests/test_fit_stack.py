@@ -202,3 +202,55 @@ def test_tune_only_needs_a_shared_storage(features, capsys):
     assert fit.main(["--features", str(table), "--model", "stack", "--config", str(config),
                      "--tune-only"]) == 2
     assert "--tune-only needs --model stack and --storage" in capsys.readouterr().err
+
+
+def test_a_view_learner_is_fitted_on_the_columns_its_pattern_names(features, tmp_path):
+    # The synthetic table holds fft columns of the full image and of its central crop; the view
+    # "crop" keeps the crop's, and its LightGBM reads no other column in any fold or the bundle.
+    root, table, _ = features
+    config = tmp_path / "views.yaml"
+    config.write_text(STACK_CONFIG.replace(
+        "learners: [lightgbm, logistic]",
+        "learners: [lightgbm, lightgbm@crop]\n    views: {crop: '_crop__'}"))
+    run = tmp_path / "run"
+    assert fit.main(["--features", str(table), "--out", str(run), "--model", "stack",
+                     "--config", str(config), "--n-trials", "1", "--folds", "2"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["oof"]) == {"stack", "lightgbm", "lightgbm@crop"}
+    assert metrics["run"]["stack_views"] == {"crop": "_crop__"}
+    manifest = json.loads((run / "model" / "stack" / "manifest.json").read_text())
+    names = json.loads((run / "model" / "manifest.json").read_text())["feature_names"]
+    crop = [j for j, name in enumerate(names) if "_crop__" in name]
+    assert 0 < len(crop) < len(names)
+    assert set(manifest["view_supports"]["crop"]) <= set(crop)
+    assert (run / "model" / "stack" / "lightgbm-crop.txt").is_file()
+    submission = tmp_path / "submission.csv"
+    assert predict.main(["--model", str(run), "--data-root", str(root), "--out", str(submission),
+                         "--n-jobs", "1"]) == 0
+    assert len(submission.read_text().splitlines()) == 42
+
+
+def test_the_default_stack_adds_a_lightgbm_on_each_view_that_leaves_out_some_columns():
+    image = ["layout__cell_0__y", "layout__cell_1__y", "fft__slope", "texture__lbp_0"]
+    members = fit.stack_members({}, image)
+    assert members["learners"] == ["lightgbm", "xgboost", "histgb", "logistic",
+                                   "lightgbm@global"]
+    assert members["views"]["global"].tolist() == [2, 3]
+    # Without a layout grid (audio) the view would be every column: no extra learner.
+    audio = ["mfcc__mean_0", "spectral__centroid_mean"]
+    assert fit.stack_members({}, audio) == {
+        "learners": ["lightgbm", "xgboost", "histgb", "logistic"], "views": {}}
+    # Named learners are kept as they are.
+    assert fit.stack_members({"learners": ["xgboost"]}, image) == {
+        "learners": ["xgboost"], "views": {}}
+
+
+@pytest.mark.parametrize("stack, message", [
+    ({"views": {"global": "("}}, r"stack.views.global: '\(' is not a regular expression"),
+    ({"views": ["layout"]}, "must map view names"),
+    ({"learners": ["lightgbm@none"], "views": {"none": "^absent"}},
+     "stack.views.none .* matches none of the 2 feature columns"),
+])
+def test_bad_views_are_refused_with_the_option_named(stack, message):
+    with pytest.raises(ValueError, match=message):
+        fit.stack_members(stack, ["fft__slope", "layout__cell_0__y"])

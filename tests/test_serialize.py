@@ -127,3 +127,21 @@ def test_an_invalid_support_is_refused(fitted_stack, tmp_path, support):
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="support"):
         load_stack(tmp_path)
+
+
+def test_a_stack_with_a_learner_on_a_view_round_trips(training_data, tmp_path):
+    X, y = training_data
+    stack = GradientBoostedStack(learners=("lightgbm", "lightgbm@tail"), views={"tail": [5, 7, 9]},
+                                 search_spaces=SPACES, n_trials=1, patience=5, n_jobs=1).fit(X, y)
+    manifest = save_stack(stack, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "lightgbm-tail.txt", "lightgbm.txt", "manifest.json"]
+    assert set(manifest["view_supports"]["tail"]) <= {5, 7, 9}
+    X_new = random_features(200, seed=3)
+    assert np.max(np.abs(load_stack(tmp_path).predict_proba(X_new)
+                         - stack.predict_proba(X_new))) <= 1e-9
+    # A manifest whose learner names a view it holds no columns for is refused.
+    manifest["view_supports"] = {}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="no columns for the views"):
+        load_stack(tmp_path)

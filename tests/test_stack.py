@@ -331,3 +331,39 @@ def test_oof_folds_choose_their_columns_without_the_held_out_labels():
     oof = stack.oof_predictions_["logistic"].to_numpy()
     assert auc(y[held_out], oof[held_out]) < 0.85
     assert auc(y[held_out], X[held_out, 4]) == 1.0
+
+
+def test_a_learner_on_a_view_reads_only_the_view_s_columns():
+    # The label lives in column 0; the view "rest" holds the other columns, which are noise. The
+    # LightGBM on all columns separates the classes, the one on the view cannot, and changing the
+    # columns outside the view leaves the view learner's predictions as they were.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 8)).astype(np.float32)
+    y = (X[:, 0] + 0.3 * rng.normal(size=400) > 0).astype(int)
+    rest = np.arange(1, 8)
+    stack = GradientBoostedStack(learners=("lightgbm", "lightgbm@rest"), views={"rest": rest},
+                                 search_spaces=SPACES, n_trials=1, n_jobs=1).fit(X, y)
+    assert set(stack.view_supports_["rest"].tolist()) <= set(rest.tolist())
+    assert set(stack.tuning_) == {"lightgbm", "lightgbm@rest"}
+    assert auc(y, stack.oof_predictions_["lightgbm"]) > 0.9
+    assert abs(auc(y, stack.oof_predictions_["lightgbm@rest"]) - 0.5) < 0.1
+    changed = X.copy()
+    changed[:, 0] = rng.normal(size=400)
+    before, after = stack.learner_probabilities(X), stack.learner_probabilities(changed)
+    np.testing.assert_array_equal(after[:, 1], before[:, 1])
+    assert not np.array_equal(after[:, 0], before[:, 0])
+
+
+def test_views_are_checked():
+    X, y, _ = complementary_problem(n=60)
+    with pytest.raises(ValueError, match="view 'rest'"):
+        GradientBoostedStack(learners=("lightgbm@rest",), search_spaces=SPACES).fit(X, y)
+    with pytest.raises(ValueError, match="view names"):
+        GradientBoostedStack(learners=("lightgbm",), views={"a/b": [0]},
+                             search_spaces=SPACES).fit(X, y)
+    with pytest.raises(ValueError, match="view 'rest' of learner 'lightgbm@rest' has no columns"):
+        GradientBoostedStack(learners=("lightgbm@rest",), views={"rest": []},
+                             search_spaces=SPACES).fit(X, y)
+    with pytest.raises(ValueError, match="unknown learner 'svm'"):
+        GradientBoostedStack(learners=("svm@rest",), views={"rest": [0]},
+                             search_spaces=SPACES).fit(X, y)
