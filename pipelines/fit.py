@@ -49,9 +49,9 @@ STACK_FEATURE_CAP = (500, 1000)
 # `global`, every family but the image `layout` grid. The grid has 3,072 of the default preset's
 # 3,486 columns, so a booster sampling a tenth of the columns per tree draws mostly grid cells;
 # a LightGBM without the grid ranks the rows otherwise (Spearman 0.78 with each booster, which
-# rank the rows alike at 0.97). On stylegan140k_small (nested, fold seed 0) it lifted the stack from 0.894
-# to 0.898, above XGBoost's 0.895, alone scoring 0.846 (benchmarks/RESULTS.md, "The stack"). By
-# default each view that leaves out some columns, but not all, adds a LightGBM on it
+# rank the rows alike at 0.97). On stylegan140k_small (nested, fold seed 0) it lifted the stack
+# from 0.894 to 0.898, above XGBoost's 0.895, alone scoring 0.846 (benchmarks/RESULTS.md, "The
+# stack"). By default each view that leaves out some columns, but not all, adds a LightGBM on it
 # (`lightgbm@global`); `stack: {learners: [...]}` chooses the members, and `stack: {views:
 # {NAME: REGEX}}` replaces the views.
 STACK_VIEWS = {"global": r"^(?!layout__)"}
@@ -466,6 +466,7 @@ def stack_members(stack: dict, feature_names: list[str]) -> dict:
     learners it names, or by default the four learners on all columns and a LightGBM on each
     view (``STACK_VIEWS`` unless ``views`` is given) that leaves out some columns but not all."""
     from models.learners import LEARNER_NAMES
+    from models.stack import learner_view
 
     patterns = stack.get("views", STACK_VIEWS)
     if not isinstance(patterns, dict):
@@ -477,12 +478,12 @@ def stack_members(stack: dict, feature_names: list[str]) -> dict:
     else:
         learners = [*LEARNER_NAMES, *(f"lightgbm@{view}" for view, columns in views.items()
                                       if 0 < len(columns) < len(feature_names))]
-    used = {name.partition("@")[2] for name in learners} - {""}
-    for view in sorted(used & set(views)):
+    used = sorted(({learner_view(name) for name in learners} - {None}) & set(views))
+    for view in used:
         if not len(views[view]):
             raise ValueError(f"option stack.views.{view} ({patterns[view]!r}) matches none of the "
                              f"{len(feature_names)} feature columns")
-    return {"learners": learners, "views": {view: views[view] for view in sorted(used & set(views))}}
+    return {"learners": learners, "views": {view: views[view] for view in used}}
 
 
 def view_columns(view: str, pattern, feature_names: list[str]) -> np.ndarray:
