@@ -429,8 +429,8 @@ def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups,
     return {"oof": oof, "writer": writer, "explainer": explainer, "explained": explained,
             "settings": {"stack_params": {k: v for k, v in params.items()
                                           if k not in ("storage", "views")},
-                         "stack_views": {view: (settings.get("stack") or {}).get(
-                             "views", STACK_VIEWS)[view] for view in params["views"]},
+                         "stack_views": {view: view_patterns(settings.get("stack") or {})[view]
+                                         for view in params["views"]},
                          "storage": storage if not settings["storage"] else "(user storage)",
                          "tuning_trials": trials,
                          "best_params": final.best_params_,
@@ -468,10 +468,7 @@ def stack_members(stack: dict, feature_names: list[str]) -> dict:
     from models.learners import LEARNER_NAMES
     from models.stack import learner_view
 
-    patterns = stack.get("views", STACK_VIEWS)
-    if not isinstance(patterns, dict):
-        raise ValueError(f"option stack.views must map view names to regular expressions, got "
-                         f"{patterns!r}")
+    patterns = view_patterns(stack)
     views = {view: view_columns(view, pattern, feature_names) for view, pattern in patterns.items()}
     if "learners" in stack:
         learners = list(stack["learners"])
@@ -484,6 +481,15 @@ def stack_members(stack: dict, feature_names: list[str]) -> dict:
             raise ValueError(f"option stack.views.{view} ({patterns[view]!r}) matches none of the "
                              f"{len(feature_names)} feature columns")
     return {"learners": learners, "views": {view: views[view] for view in used}}
+
+
+def view_patterns(stack: dict) -> dict:
+    """The stack's views as given in its config section (``STACK_VIEWS`` when none are)."""
+    patterns = stack.get("views", STACK_VIEWS)
+    if not isinstance(patterns, dict):
+        raise ValueError(f"option stack.views must map view names to regular expressions, got "
+                         f"{patterns!r}")
+    return patterns
 
 
 def view_columns(view: str, pattern, feature_names: list[str]) -> np.ndarray:
