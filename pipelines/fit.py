@@ -55,6 +55,12 @@ STACK_FEATURE_CAP = (500, 1000)
 # (`lightgbm@global`); `stack: {learners: [...]}` chooses the members, and `stack: {views:
 # {NAME: REGEX}}` replaces the views.
 STACK_VIEWS = {"global": r"^(?!layout__)"}
+# Repeated cross-validation by default on small sets: enough fold partitions to score about this
+# many images in all, at most REPEATS_MAX. On yonsei_rff's 200 images one 5-fold partition moved
+# the stack's AUC between 0.675 and 0.712 and changed which learner scored best at every seed
+# (benchmarks/RESULTS.md, "The stack"); from 1,000 images one partition is the default.
+REPEATS_SCORED_IMAGES = 1000
+REPEATS_MAX = 5
 
 OPTIONS = (
     Option("features", "feature table written by pipelines.extract",
@@ -65,6 +71,10 @@ OPTIONS = (
            "(default: meta.csv in the data root, if present)"),
     Option("folds", "number of cross-validation folds", type=int, default=5),
     Option("seed", "random seed", type=int, default=0),
+    Option("repeats", "repeat the cross-validation on this many fold partitions (seeds SEED, "
+           "SEED+1, ...) and report each model's mean AUC over them (default: enough to score "
+           f"about {REPEATS_SCORED_IMAGES:,} images in all, at most {REPEATS_MAX}; 1 from "
+           f"{REPEATS_SCORED_IMAGES:,} source images)", type=int),
     Option("drop_features", "regular expression: feature columns whose names it matches "
            "(re.search) are not used, e.g. 'cell_(2x2|4x4)' for no spatial pyramid"),
     Option("max_features", "keep at most this many features, ranked by LightGBM gain inside "
@@ -191,20 +201,23 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
     originals, source_of = augmentation_sources(table.names)
     groups = read_groups(table, settings["group_column"], settings["metadata"]) \
         if settings["group_column"] else None
-    plan = plan_folds(table.y[originals], None if groups is None else groups[originals],
-                      settings["folds"], settings["seed"])
-    plan = with_copies(plan, originals, source_of)
+    seeds = repeat_seeds(settings, len(originals))
+    plans = [with_copies(plan_folds(table.y[originals],
+                                    None if groups is None else groups[originals],
+                                    settings["folds"], seed), originals, source_of)
+             for seed in seeds]
+    plan = plans[0]
     if settings["tune_only"]:
-        return {"studies": tune_stack(table, settings, plan,
+        return {"studies": tune_stack(table, settings, plans, seeds,
                                       stack_groups(groups, source_of, originals), len(originals))}
     if settings["model"] == "lightgbm":
         boosting.training_params(plain_params(table, settings))  # refuse bad parameters first
     out.mkdir(parents=True, exist_ok=True)
     if settings["model"] == "stack":
-        fitted = fit_stack(table, out, settings, plan, stack_groups(groups, source_of, originals),
-                           len(originals))
+        fitted = fit_stack(table, out, settings, plans, seeds,
+                           stack_groups(groups, source_of, originals), len(originals))
     else:
-        fitted = fit_lightgbm(table, out, settings, plan)
+        fitted = fit_lightgbm(table, out, settings, plans, seeds)
     y_original = table.y[originals]
     names_original = [table.names[i] for i in originals]
     fold_ids = plan.fold_ids(len(table.y))[originals]
@@ -264,40 +277,92 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
     if errors.is_file():
         shutil.copyfile(errors, out / "extract_errors.csv")
     record = {"primary": primary, "oof": summaries, "warnings": warnings, "run": run}
+    if len(seeds) > 1:
+        record["repeats"] = repeats_summary(y_original,
+                                            [{name: oof[originals] for name, oof in repeat.items()}
+                                             for repeat in fitted["oof_repeats"]], seeds)
     if settings["ablation"]:
         record["ablation"] = family_ablation(table, plan, originals, settings)
     run["seconds"] = round(time.time() - started, 3)
     write_text_atomic(out / "metrics.json", json.dumps(record, indent=2))
     from pipelines.report import build_report
     build_report(out)
-    return {"metrics": summaries, "warnings": warnings, "n_splits": plan.n_splits}
+    clear_checkpoints(out)
+    return {"metrics": summaries, "warnings": warnings, "n_splits": plan.n_splits,
+            "repeats": record.get("repeats")}
 
 
-def fit_lightgbm(table: FeatureTable, out: Path, settings: dict, plan) -> dict:
+def default_repeats(n_images: int) -> int:
+    """Fold partitions of a cross-validation on ``n_images`` source images when --repeats is not
+    given: enough to score about ``REPEATS_SCORED_IMAGES`` in all, at most ``REPEATS_MAX``."""
+    return min(REPEATS_MAX, max(1, -(-REPEATS_SCORED_IMAGES // n_images)))
+
+
+def repeat_seeds(settings: dict, n_images: int) -> list[int]:
+    """The seed of each repeat of the cross-validation: --seed, then the next ones."""
+    repeats = settings["repeats"]
+    if repeats is not None and repeats < 1:
+        raise ValueError(f"option --repeats must be at least 1, got {repeats}")
+    return [settings["seed"] + r for r in range(repeats or default_repeats(n_images))]
+
+
+def repeats_summary(y: np.ndarray, repeats: list[dict[str, np.ndarray]],
+                    seeds: list[int]) -> dict:
+    """Each model's out-of-fold AUC (DeLong interval) and TPR@FPR at every repeat of the
+    cross-validation, and their means over the repeats. Repeats vary the fold partition, not the
+    images, so the mean steadies the estimate against the split; it does not narrow the
+    interval, which rests on the same images every time."""
+    models = {}
+    for name in repeats[0]:
+        per_repeat = []
+        for seed, oof in zip(seeds, repeats):
+            found, interval = metrics.summary(y, oof[name]), metrics.auc_ci(y, oof[name])
+            per_repeat.append({"seed": seed, "auc": found["auc"],
+                               "auc_ci": [interval["ci_low"], interval["ci_high"]],
+                               "tpr_at_fpr": {key: item["tpr"]
+                                              for key, item in found["tpr_at_fpr"].items()}})
+        aucs = [item["auc"] for item in per_repeat]
+        models[name] = {
+            "auc_mean": float(np.mean(aucs)), "auc_min": min(aucs), "auc_max": max(aucs),
+            "tpr_at_fpr_mean": {key: float(np.mean([item["tpr_at_fpr"][key]
+                                                    for item in per_repeat]))
+                                for key in per_repeat[0]["tpr_at_fpr"]},
+            "per_repeat": per_repeat}
+    return {"n_repeats": len(seeds), "seeds": list(seeds), "models": models}
+
+
+def fit_lightgbm(table: FeatureTable, out: Path, settings: dict, plans: list,
+                 seeds: list[int]) -> dict:
     """Plain LightGBM; features are selected inside each training fold, then on all rows for
-    the final model (``columns``: the indices it uses). Each finished fold is checkpointed, so
-    an interrupted fit continues with --resume."""
+    the final model (``columns``: the indices it uses). Each repeat of the cross-validation
+    (``plans``, at ``seeds``) checkpoints its finished folds, so an interrupted fit continues
+    with --resume."""
     params = plain_params(table, settings)
     cap = settings["max_features"]
-    checkpoint = FoldCheckpoint(out, fold_identity(table, params, settings, plan),
-                                settings["resume"])
-    finished = checkpoint.finished()
-    if finished:
-        log.info("resuming: %d of %d folds already fitted", len(finished), plan.n_splits)
-
-    def fold_done(index: int, predictions: np.ndarray) -> None:
-        checkpoint.save(index, predictions)
-        bar.update()
+    checkpoints = [FoldCheckpoint(out, fold_identity(table, params, {**settings, "seed": seed},
+                                                     plan), settings["resume"],
+                                  checkpoint_folder(r))
+                   for r, (plan, seed) in enumerate(zip(plans, seeds))]
+    finished = [checkpoint.finished() for checkpoint in checkpoints]
+    n_folds, n_finished = sum(plan.n_splits for plan in plans), sum(map(len, finished))
+    if n_finished:
+        log.info("resuming: %d of %d folds already fitted", n_finished, n_folds)
 
     # One step per model: the folds, then the final model (minutes each on 100,000s of rows).
-    with tqdm(total=plan.n_splits + 1, initial=len(finished), unit="model", desc="fit",
+    with tqdm(total=n_folds + 1, initial=n_finished, unit="model", desc="fit",
               file=sys.stderr) as bar:
-        oof = boosting.out_of_fold(table.rows, table.y, plan, params, settings["seed"], cap,
-                                   on_fold=fold_done, finished=finished)
+        oof_repeats = []
+        for plan, seed, checkpoint, done in zip(plans, seeds, checkpoints, finished):
+            def fold_done(index: int, predictions: np.ndarray, checkpoint=checkpoint) -> None:
+                checkpoint.save(index, predictions)
+                bar.update()
+
+            oof_repeats.append({"lightgbm": boosting.out_of_fold(
+                table.rows, table.y, plan, params, seed, cap, on_fold=fold_done, finished=done)})
         model, columns = boosting.fit_selected(table.rows, table.y, params, settings["seed"], cap)
         bar.update()
-    checkpoint.clear()
-    return {"oof": {"lightgbm": oof}, "writer": lightgbm_writer(model), "explainer": model,
+    return {"oof": oof_repeats[0], "oof_repeats": oof_repeats, "writer": lightgbm_writer(model),
+            "explainer": model,
             "columns": columns,
             "settings": {"lightgbm_params": params,
                          "max_features": cap, "n_features": len(table.feature_names),
@@ -305,13 +370,15 @@ def fit_lightgbm(table: FeatureTable, out: Path, settings: dict, plan) -> dict:
 
 
 class FoldCheckpoint:
-    """The held-out predictions of the plain model's finished folds, in RUN_DIR/checkpoint/
+    """The held-out predictions of the plain model's finished folds in one repeat of the
+    cross-validation, in RUN_DIR/checkpoint/ (``checkpoint-repeatR/`` for the later repeats)
     until the fit completes. Without --resume an earlier checkpoint is discarded; with it, it is
     reused only if the data, feature table file, columns, parameters, seed and folds are the
     same."""
 
-    def __init__(self, out: Path, identity: dict[str, str], resume: bool):
-        self.folder = out / "checkpoint"
+    def __init__(self, out: Path, identity: dict[str, str], resume: bool,
+                 folder: str = "checkpoint"):
+        self.folder = out / folder
         saved = self.folder / "identity.json"
         if resume and saved.is_file():
             earlier = json.loads(saved.read_text())
@@ -332,8 +399,16 @@ class FoldCheckpoint:
         with atomic_path(self.folder / f"fold_{fold}.npy") as tmp, open(tmp, "wb") as handle:
             np.save(handle, predictions, allow_pickle=False)
 
-    def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def checkpoint_folder(repeat: int) -> str:
+    return "checkpoint" if repeat == 0 else f"checkpoint-repeat{repeat}"
+
+
+def clear_checkpoints(out: Path) -> None:
+    """Remove the plain model's fold checkpoints once the run folder is complete."""
+    for folder in out.glob("checkpoint*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fold_identity(table: FeatureTable, params: dict, settings: dict, plan) -> dict[str, str]:
@@ -384,9 +459,10 @@ def stack_groups(groups, source_of: np.ndarray, originals: np.ndarray):
     return source_of if len(originals) < len(source_of) else None
 
 
-def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups,
-              n_images: int) -> dict:
-    """Nested CV for honest metrics, then the final stack tuned and fitted on all rows."""
+def fit_stack(table: FeatureTable, out: Path, settings: dict, plans: list, seeds: list[int],
+              groups, n_images: int) -> dict:
+    """Nested CV for honest metrics (on each repeat's folds, ``plans`` at ``seeds``), then the
+    final stack tuned and fitted on all rows."""
     from models.serialize import save_stack
     from models.stack import nested_oof
     from models.tuning import finished_trials
@@ -397,20 +473,25 @@ def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups,
                          "continue them, or choose another --out")
     params = stack_params(settings, storage, n_images, table.feature_names)
     before = finished_trials(storage)
-    # One step per stack fit: the outer folds and the final one, several at a time.
-    with tqdm(total=plan.n_splits + 1, unit="fit", desc="stack", file=sys.stderr) as bar:
-        nested = nested_oof(table.rows, table.y, groups, outer_folds=plan.folds, with_final=True,
-                            on_fit=lambda _: bar.update(), **params)
+    # One step per stack fit: the outer folds of every repeat and the final one, several at a
+    # time.
+    with tqdm(total=sum(plan.n_splits for plan in plans) + 1, unit="fit", desc="stack",
+              file=sys.stderr) as bar:
+        repeats = [nested_oof(table.rows, table.y, groups, outer_folds=plan.folds,
+                              with_final=r == 0, on_fit=lambda _: bar.update(),
+                              **repeat_stack_params(params, r, seed))
+                   for r, (plan, seed) in enumerate(zip(plans, seeds))]
+    nested = repeats[0]
     final = nested.final
     learners = list(final.learners)
-    names = stack_study_names(nested, final)
+    names = stack_study_names(repeats, final)
     after = {name: n for name, n in finished_trials(storage).items() if name in names}
     # Trials already finished (e.g. by --tune-only workers) are reused, not run again.
     trials = {"reused": sum(before.get(name, 0) for name in after),
               "new": sum(n - before.get(name, 0) for name, n in after.items())}
     log.info("tuning: %(reused)d finished trials reused, %(new)d new", trials)
-    oof = {"stack": nested.predictions["stack"].to_numpy(),
-           **{name: nested.predictions[name].to_numpy() for name in learners}}
+    oof_repeats = [{name: repeat.predictions[name].to_numpy() for name in ["stack", *learners]}
+                   for repeat in repeats]
     write_text_atomic(out / "tuning.json", json.dumps(
         tuning_record(storage, [f"final-{name}" for name in learners]), indent=2))
 
@@ -426,7 +507,8 @@ def fit_stack(table: FeatureTable, out: Path, settings: dict, plan, groups,
     else:
         explainer = boosting.fit_full(table.rows.select_columns(explained), table.y, None,
                                       settings["seed"])
-    return {"oof": oof, "writer": writer, "explainer": explainer, "explained": explained,
+    return {"oof": oof_repeats[0], "oof_repeats": oof_repeats, "writer": writer,
+            "explainer": explainer, "explained": explained,
             "settings": {"stack_params": {k: v for k, v in params.items()
                                           if k not in ("storage", "views")},
                          "stack_views": {view: view_patterns(settings.get("stack") or {})[view]
@@ -503,13 +585,21 @@ def view_columns(view: str, pattern, feature_names: list[str]) -> np.ndarray:
                     dtype=np.intp)
 
 
-def stack_study_names(nested, final) -> set[str]:
-    """The Optuna studies of a stack fit: one per outer fold and learner, and the final ones."""
-    tunings = [fold["tuning"] for fold in nested.folds] + [final.tuning_]
+def repeat_stack_params(params: dict, repeat: int, seed: int) -> dict:
+    """The stack parameters of one repeat of the nested cross-validation: its own seed, and
+    its own studies (``repeatR-outerK-...``; the first repeat's keep their names)."""
+    return {**params, "random_state": seed,
+            **({"study_prefix": f"repeat{repeat}-"} if repeat else {})}
+
+
+def stack_study_names(repeats: list, final) -> set[str]:
+    """The Optuna studies of a stack fit: one per repeat, outer fold and learner, and the final
+    ones."""
+    tunings = [fold["tuning"] for nested in repeats for fold in nested.folds] + [final.tuning_]
     return {result["study_name"] for tuning in tunings for result in tuning.values()}
 
 
-def tune_stack(table: FeatureTable, settings: dict, plan, groups,
+def tune_stack(table: FeatureTable, settings: dict, plans: list, seeds: list[int], groups,
                n_images: int) -> dict[str, int]:
     """--tune-only: run the studies of a stack fit on ``table``, and only them.
 
@@ -521,9 +611,10 @@ def tune_stack(table: FeatureTable, settings: dict, plan, groups,
 
     params = {**stack_params(settings, settings["storage"], n_images, table.feature_names),
               "worker": process_worker()}
-    nested = nested_oof(table.rows, table.y, groups, outer_folds=plan.folds, tune_only=True,
-                        with_final=True, **params)
-    names = stack_study_names(nested, nested.final)
+    repeats = [nested_oof(table.rows, table.y, groups, outer_folds=plan.folds, tune_only=True,
+                          with_final=r == 0, **repeat_stack_params(params, r, seed))
+               for r, (plan, seed) in enumerate(zip(plans, seeds))]
+    names = stack_study_names(repeats, repeats[0].final)
     return {name: n for name, n in sorted(finished_trials(settings["storage"]).items())
             if name in names}
 
@@ -571,18 +662,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{name} {n}" for name, n in result["studies"].items()))
         return 0
     for name, summary in result["metrics"].items():
-        print(format_metrics(name, summary, result["n_splits"]))
+        print(format_metrics(name, summary, result["n_splits"], result["repeats"]))
     for warning in result["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"run folder: {out} (report: {out / 'report.html'})")
     return 0
 
 
-def format_metrics(name: str, summary: dict, n_splits: int) -> str:
+def format_metrics(name: str, summary: dict, n_splits: int, repeats: dict | None = None) -> str:
     low, high = summary["auc_ci"]["ci_low"], summary["auc_ci"]["ci_high"]
     lines = [f"{name}: out-of-fold ({n_splits}-fold) AUC {summary['auc']:.4f} "
              f"[95% CI {low:.4f}, {high:.4f}] on {summary['n']} rows "
              f"({summary['n_positives']} fake, {summary['n_negatives']} real)"]
+    if repeats:
+        found, seeds = repeats["models"][name], repeats["seeds"]
+        lines.append(f"  mean AUC over {repeats['n_repeats']} fold partitions (seeds {seeds[0]}-"
+                     f"{seeds[-1]}): {found['auc_mean']:.4f} (from {found['auc_min']:.4f} to "
+                     f"{found['auc_max']:.4f})")
     for key, item in summary["tpr_at_fpr"].items():
         lines.append(f"  TPR@FPR={key}: {item['tpr']:.4f} (FPR reached {item['fpr_reached']:.4g}, "
                      f"{item['n_negatives']} negatives)")

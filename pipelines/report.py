@@ -107,10 +107,15 @@ def roc_figures(figures: Figures, curves: dict[str, tuple[np.ndarray, np.ndarray
 
 def metrics_table(metrics: dict) -> str:
     rows = []
+    repeats = metrics.get("repeats")
     for label, summary in metrics.get("oof", {}).items():
         auc_ci = summary.get("auc_ci")
         cells = [_esc(label), f"{summary['auc']:.4f}" +
                  _interval((auc_ci["ci_low"], auc_ci["ci_high"]) if auc_ci else None)]
+        if repeats:
+            found = repeats["models"][label]
+            cells.append(f"{found['auc_mean']:.4f} <small>(from {found['auc_min']:.3f} to "
+                         f"{found['auc_max']:.3f})</small>")
         for key in ("0.001", "0.01"):
             item = summary["tpr_at_fpr"][key]
             flag = "" if item["reliable"] else " ⚠"
@@ -122,6 +127,10 @@ def metrics_table(metrics: dict) -> str:
             cells.append(f"{summary['eer']:.4f}")
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     header = ["model", "AUC", "TPR@FPR=1e-3", "TPR@FPR=1e-2", "negatives", "positives"]
+    if repeats:
+        seeds = repeats["seeds"]
+        header.insert(2, f"mean AUC of {repeats['n_repeats']} fold partitions (seeds "
+                         f"{seeds[0]}–{seeds[-1]})")
     if any("eer" in s for s in metrics.get("oof", {}).values()):
         header.append("EER")
     warnings = "".join(f'<div class="warn">{_esc(w)}</div>' for w in metrics.get("warnings", []))

@@ -13,8 +13,11 @@ from conftest import PROJECT_ROOT
 from models.tuning import FINISHED_STATES
 from pipelines import extract, fit, predict
 
+# One fold partition: these tests are about one nested cross-validation (40 images would
+# otherwise get five).
 STACK_CONFIG = """
 fit:
+  repeats: 1
   stack:
     learners: [lightgbm, logistic]
     cv: 2
@@ -195,6 +198,30 @@ def test_tuning_workers_share_the_studies_and_the_build_reuses_them(features, tm
     assert recorded == {"reused": n_finished, "new": 0}
     assert sum(len(optuna.load_study(study_name=name, storage=storage).trials)
                for name in names) == n_finished  # no trial was even started
+
+
+def test_each_repeat_of_a_stack_fit_has_its_own_studies_and_scores_as_a_fit_at_its_seed(
+        features, tmp_path):
+    from test_pipelines import oof_auc
+
+    _, table, config = features
+    common = ["--features", str(table), "--model", "stack", "--config", str(config),
+              "--n-trials", "1", "--folds", "2"]
+    run, single = tmp_path / "run", tmp_path / "seed1"
+    assert fit.main([*common, "--out", str(run), "--repeats", "2"]) == 0
+    assert fit.main([*common, "--out", str(single), "--seed", "1"]) == 0  # one partition
+
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(run / "tuning.journal")))
+    assert set(optuna.get_all_study_names(storage)) == {
+        f"{part}-{learner}" for part in ("outer0", "outer1", "repeat1-outer0", "repeat1-outer1",
+                                         "final") for learner in ("lightgbm", "logistic")}
+    repeats = json.loads((run / "metrics.json").read_text())["repeats"]["models"]
+    assert set(repeats) == {"stack", "lightgbm", "logistic"}
+    # One trial is the search space's start point, so no sampler draw differs between the
+    # repeat's studies and the single fit's: the second partition scores as `--seed 1`.
+    assert repeats["stack"]["per_repeat"][1]["auc"] == pytest.approx(oof_auc(single), abs=1e-9)
+    assert repeats["stack"]["per_repeat"][0]["auc"] == pytest.approx(oof_auc(run), abs=1e-9)
 
 
 def test_tune_only_needs_a_shared_storage(features, capsys):

@@ -182,8 +182,9 @@ def test_interrupted_fit_resumes_from_its_finished_folds(dataset, tmp_path, monk
     features = tmp_path / "features.parquet"
     assert run_extract(root, config, features) == 0
     reference, run = tmp_path / "reference", tmp_path / "run"
-    assert fit.main(["--features", str(features), "--out", str(reference), "--folds", "3"]) == 0
-    args = ["--features", str(features), "--out", str(run), "--folds", "3"]
+    assert fit.main(["--features", str(features), "--out", str(reference), "--folds", "3",
+                     "--repeats", "1"]) == 0
+    args = ["--features", str(features), "--out", str(run), "--folds", "3", "--repeats", "1"]
     counting_fits(monkeypatch, fail_at=3)
     with pytest.raises(KeyboardInterrupt):
         fit.main(args)
@@ -202,7 +203,8 @@ def test_resume_refuses_other_settings_and_a_fresh_fit_refits_every_fold(dataset
     root, config, _ = dataset
     features = tmp_path / "features.parquet"
     assert run_extract(root, config, features) == 0
-    args = ["--features", str(features), "--out", str(tmp_path / "run"), "--folds", "3"]
+    args = ["--features", str(features), "--out", str(tmp_path / "run"), "--folds", "3",
+            "--repeats", "1"]
     counting_fits(monkeypatch, fail_at=2)
     with pytest.raises(KeyboardInterrupt):
         fit.main(args)
@@ -216,6 +218,85 @@ def test_resume_refuses_other_settings_and_a_fresh_fit_refits_every_fold(dataset
     calls = counting_fits(monkeypatch)
     assert fit.main(args) == 0
     assert len(calls) == 4  # three folds and the final model
+
+
+def test_an_interrupted_repeated_fit_keeps_the_folds_of_every_repeat(dataset, tmp_path,
+                                                                    monkeypatch):
+    root, config, _ = dataset
+    features = tmp_path / "features.parquet"
+    assert run_extract(root, config, features) == 0
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    assert fit.main(["--features", str(features), "--out", str(reference), "--folds", "3",
+                     "--repeats", "2"]) == 0
+    args = ["--features", str(features), "--out", str(run), "--folds", "3", "--repeats", "2"]
+    counting_fits(monkeypatch, fail_at=5)  # the first repeat's 3 folds, then 1 of the second's
+    with pytest.raises(KeyboardInterrupt):
+        fit.main(args)
+    assert len(list((run / "checkpoint").glob("fold_*.npy"))) == 3
+    assert len(list((run / "checkpoint-repeat1").glob("fold_*.npy"))) == 1
+    calls = counting_fits(monkeypatch)
+    assert fit.main([*args, "--resume"]) == 0
+    assert len(calls) == 3  # two folds of the second repeat and the final model
+    finished, expected = (json.loads((folder / "metrics.json").read_text())["repeats"]
+                          for folder in (run, reference))
+    assert finished["models"] == expected["models"]
+    assert not list(run.glob("checkpoint*"))
+
+
+def oof_auc(run, column="y_pred") -> float:
+    """AUC of a run folder's out-of-fold predictions, by scikit-learn."""
+    from sklearn.metrics import roc_auc_score
+
+    with open(run / "oof.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    return roc_auc_score([int(r["target"]) for r in rows], [float(r[column]) for r in rows])
+
+
+def test_repeated_cross_validation_scores_each_partition_as_a_fit_at_its_seed(dataset, tmp_path,
+                                                                             capsys):
+    root, config, _ = dataset
+    features = tmp_path / "features.parquet"
+    assert run_extract(root, config, features) == 0
+    common = ["--features", str(features), "--folds", "3"]
+    run = tmp_path / "run"
+    assert fit.main([*common, "--out", str(run), "--seed", "4", "--repeats", "3"]) == 0
+    printed = capsys.readouterr().out
+    singles = [tmp_path / f"seed{seed}" for seed in (4, 5, 6)]
+    for seed, single in zip((4, 5, 6), singles):
+        assert fit.main([*common, "--out", str(single), "--seed", str(seed), "--repeats", "1"]) == 0
+    folds = [[row.split(",")[2] for row in (single / "oof.csv").read_text().splitlines()]
+             for single in singles]
+    assert folds[0] != folds[1] != folds[2]  # three different partitions
+    aucs = [oof_auc(single) for single in singles]
+
+    repeats = json.loads((run / "metrics.json").read_text())["repeats"]
+    assert repeats["seeds"] == [4, 5, 6]
+    found = repeats["models"]["lightgbm"]
+    assert [item["auc"] for item in found["per_repeat"]] == pytest.approx(aucs, abs=1e-9)
+    assert found["auc_mean"] == pytest.approx(np.mean(aucs), abs=1e-9)
+    assert (found["auc_min"], found["auc_max"]) == pytest.approx((min(aucs), max(aucs)), abs=1e-9)
+    # The run's out-of-fold predictions and bundle are those of its first partition and seed.
+    assert (run / "oof.csv").read_text() == (singles[0] / "oof.csv").read_text()
+    assert f"over 3 fold partitions (seeds 4-6): {np.mean(aucs):.4f}" in printed
+    assert "mean AUC of 3 fold partitions" in (run / "report.html").read_text()
+    assert not json.loads((singles[0] / "metrics.json").read_text()).get("repeats")
+
+
+@pytest.mark.parametrize("n_images, repeats", [(40, 5), (200, 5), (250, 4), (400, 3), (999, 2),
+                                               (1000, 1), (500_000, 1)])
+def test_small_sets_are_cross_validated_on_enough_partitions_to_score_1000_images(n_images,
+                                                                                 repeats):
+    assert fit.default_repeats(n_images) == repeats
+
+
+def test_repeats_below_one_is_an_error_naming_the_option(dataset, tmp_path, capsys):
+    root, config, _ = dataset
+    features = tmp_path / "features.parquet"
+    assert run_extract(root, config, features) == 0
+    assert fit.main(["--features", str(features), "--out", str(tmp_path / "run"),
+                     "--repeats", "0"]) == 2
+    assert "option --repeats must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_max_features_bundle_predicts_on_files_as_the_fitted_model(dataset, tmp_path,
