@@ -57,8 +57,9 @@ STACK_FEATURE_CAP = (500, 1000)
 STACK_VIEWS = {"global": r"^(?!layout__)"}
 # Repeated cross-validation by default on small sets: enough fold partitions to score about this
 # many images in all, at most REPEATS_MAX. On yonsei_rff's 200 images one 5-fold partition moved
-# the stack's AUC between 0.675 and 0.712 and changed which learner scored best at every seed
-# (benchmarks/RESULTS.md, "The stack"); from 1,000 images one partition is the default.
+# the stack's AUC between 0.675 and 0.712 over fold seeds 0-4, and the best learner changed
+# from seed to seed (benchmarks/RESULTS.md, "The stack"); from 1,000 images one partition is the
+# default.
 REPEATS_SCORED_IMAGES = 1000
 REPEATS_MAX = 5
 
