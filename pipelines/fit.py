@@ -401,7 +401,6 @@ class FoldCheckpoint:
             np.save(handle, predictions, allow_pickle=False)
 
 
-
 def checkpoint_folder(repeat: int) -> str:
     return "checkpoint" if repeat == 0 else f"checkpoint-repeat{repeat}"
 
