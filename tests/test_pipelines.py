@@ -177,25 +177,37 @@ def counting_fits(monkeypatch, fail_at: int | None = None) -> list:
     return calls
 
 
-def test_interrupted_fit_resumes_from_its_finished_folds(dataset, tmp_path, monkeypatch):
+@pytest.mark.parametrize("repeats, fail_at, interrupted, refits", [
+    # Stopped at the third fold; resumed, it fits that fold and the final model.
+    (1, 3, {"checkpoint": ["fold_0.npy", "fold_1.npy"]}, 2),
+    # Stopped after the first repeat's 3 folds and 1 of the second's; resumed, it fits the
+    # second repeat's other two and the final model.
+    (2, 5, {"checkpoint": ["fold_0.npy", "fold_1.npy", "fold_2.npy"],
+            "checkpoint-repeat1": ["fold_0.npy"]}, 3),
+], ids=["one partition", "two partitions"])
+def test_an_interrupted_fit_resumes_from_the_finished_folds_of_every_repeat(
+        dataset, tmp_path, monkeypatch, repeats, fail_at, interrupted, refits):
     root, config, _ = dataset
     features = tmp_path / "features.parquet"
     assert run_extract(root, config, features) == 0
     reference, run = tmp_path / "reference", tmp_path / "run"
-    assert fit.main(["--features", str(features), "--out", str(reference), "--folds", "3",
-                     "--repeats", "1"]) == 0
-    args = ["--features", str(features), "--out", str(run), "--folds", "3", "--repeats", "1"]
-    counting_fits(monkeypatch, fail_at=3)
+    common = ["--features", str(features), "--folds", "3", "--repeats", str(repeats)]
+    assert fit.main([*common, "--out", str(reference)]) == 0
+    args = [*common, "--out", str(run)]
+    counting_fits(monkeypatch, fail_at=fail_at)
     with pytest.raises(KeyboardInterrupt):
         fit.main(args)
-    assert sorted(p.name for p in (run / "checkpoint").glob("fold_*.npy")) == \
-        ["fold_0.npy", "fold_1.npy"]
+    for folder, names in interrupted.items():
+        assert sorted(p.name for p in (run / folder).glob("fold_*.npy")) == names
     assert not (run / "metrics.json").exists()
     calls = counting_fits(monkeypatch)
     assert fit.main([*args, "--resume"]) == 0
-    assert len(calls) == 2  # the third fold and the final model only
+    assert len(calls) == refits
     assert (run / "oof.csv").read_text() == (reference / "oof.csv").read_text()
-    assert not (run / "checkpoint").exists()
+    finished, expected = (json.loads((folder / "metrics.json").read_text()).get("repeats")
+                          for folder in (run, reference))
+    assert finished == expected
+    assert not list(run.glob("checkpoint*"))
 
 
 def test_resume_refuses_other_settings_and_a_fresh_fit_refits_every_fold(dataset, tmp_path,
@@ -218,29 +230,6 @@ def test_resume_refuses_other_settings_and_a_fresh_fit_refits_every_fold(dataset
     calls = counting_fits(monkeypatch)
     assert fit.main(args) == 0
     assert len(calls) == 4  # three folds and the final model
-
-
-def test_an_interrupted_repeated_fit_keeps_the_folds_of_every_repeat(dataset, tmp_path,
-                                                                    monkeypatch):
-    root, config, _ = dataset
-    features = tmp_path / "features.parquet"
-    assert run_extract(root, config, features) == 0
-    reference, run = tmp_path / "reference", tmp_path / "run"
-    assert fit.main(["--features", str(features), "--out", str(reference), "--folds", "3",
-                     "--repeats", "2"]) == 0
-    args = ["--features", str(features), "--out", str(run), "--folds", "3", "--repeats", "2"]
-    counting_fits(monkeypatch, fail_at=5)  # the first repeat's 3 folds, then 1 of the second's
-    with pytest.raises(KeyboardInterrupt):
-        fit.main(args)
-    assert len(list((run / "checkpoint").glob("fold_*.npy"))) == 3
-    assert len(list((run / "checkpoint-repeat1").glob("fold_*.npy"))) == 1
-    calls = counting_fits(monkeypatch)
-    assert fit.main([*args, "--resume"]) == 0
-    assert len(calls) == 3  # two folds of the second repeat and the final model
-    finished, expected = (json.loads((folder / "metrics.json").read_text())["repeats"]
-                          for folder in (run, reference))
-    assert finished["models"] == expected["models"]
-    assert not list(run.glob("checkpoint*"))
 
 
 def oof_auc(run, column="y_pred") -> float:
