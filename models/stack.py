@@ -332,7 +332,7 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         supports = self._screened(X, y, threads)
         self.support_ = supports.pop(None)
         self.view_supports_ = supports
-        return {view: dense_columns(X, columns) for view, columns in self._supports().items()}, y
+        return view_matrices(X, self._supports()), y
 
     def _screened(self, X, y, threads: int) -> dict:
         """The columns (indices into ``X``) that the learners of each view read, chosen on these
@@ -389,7 +389,7 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
             for fold, (train, test) in enumerate(splits):
                 # Screened while the previous fold's models still fit in the workers.
                 chosen = self._screened(rows_of(X_all, train), y[train], self.model_threads)
-                matrices = {view: dense_columns(X_all, columns) for view, columns in chosen.items()}
+                matrices = view_matrices(X_all, chosen)
                 for name in _slowest_first(names):
                     yield delayed(_timed)(_fit_predict, learner_kind(name), self.best_params_[name],
                                           matrices[learner_view(name)], y, groups, train, test,
@@ -428,7 +428,7 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
         else:
             X = validate_data(self, X, reset=False, dtype=np.float32,
                               ensure_all_finite="allow-nan")
-        matrices = {view: dense_columns(X, columns) for view, columns in self._supports().items()}
+        matrices = view_matrices(X, self._supports())
         return np.column_stack([self.learners_[name].predict_positive(matrices[learner_view(name)])
                                 for name in self.learners])
 
@@ -554,6 +554,12 @@ def dense_columns(X, columns: np.ndarray) -> np.ndarray:
     """These columns of every row as a matrix: a copy from a matrix, read from a Sequence."""
     chosen = columns_of(X, columns)
     return chosen if isinstance(chosen, np.ndarray) else chosen[:]
+
+
+def view_matrices(X, supports: dict) -> dict:
+    """The matrix each view's learners read (key None: the learners on all columns), from the
+    column indices of each view."""
+    return {view: dense_columns(X, columns) for view, columns in supports.items()}
 
 
 def _fit_predict(name, params, X, y, groups, train, test, **fit_settings) -> np.ndarray:
