@@ -6,20 +6,17 @@ Small sets lower the number of folds instead of failing, and say so.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class FoldPlan:
     n_splits: int
     folds: tuple[tuple[np.ndarray, np.ndarray], ...]
-    note: str | None  # why the number of folds was lowered, if it was
+    note: str | None  # why the number of folds was lowered, if it was; the caller reports it
 
     def fold_ids(self, n: int) -> np.ndarray:
         ids = np.full(n, -1, dtype=np.int16)
@@ -45,7 +42,6 @@ def plan_folds(y, groups=None, n_splits: int = 5, seed: int = 0) -> FoldPlan:
     if limit < n_splits:
         note = (f"lowered the number of folds from {n_splits} to {limit}: the smallest class "
                 f"has only {limit} {'groups' if groups is not None else 'samples'}")
-        log.warning(note)
         n_splits = limit
     if groups is None:
         splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)

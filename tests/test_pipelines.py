@@ -278,6 +278,22 @@ def test_small_sets_are_cross_validated_on_enough_partitions_to_score_1000_image
     assert fit.default_repeats(n_images) == repeats
 
 
+def test_lowering_the_folds_is_reported_once_however_many_partitions(dataset, tmp_path, capsys,
+                                                                     caplog):
+    root, config, _ = dataset
+    features = tmp_path / "features.parquet"
+    assert run_extract(root, config, features) == 0  # 20 images of each class
+    run = tmp_path / "run"
+    assert fit.main(["--features", str(features), "--out", str(run), "--folds", "25",
+                     "--repeats", "3"]) == 0
+    note = "lowered the number of folds from 25 to 20"
+    shown = capsys.readouterr().err + caplog.text  # printed, or logged (pytest captures logs)
+    assert shown.count(note) == 1
+    result = json.loads((run / "metrics.json").read_text())
+    assert [w for w in result["warnings"] if note in w] == [result["warnings"][0]]
+    assert result["run"]["n_splits"] == 20
+
+
 def test_repeats_below_one_is_an_error_naming_the_option(dataset, tmp_path, capsys):
     root, config, _ = dataset
     features = tmp_path / "features.parquet"
