@@ -15,6 +15,15 @@ def run_extract(root, config, out, *extra):
                          "--n-jobs", "1", "--chunk-size", "7", *extra])
 
 
+@pytest.fixture
+def features(dataset, tmp_path):
+    """The generated set's feature table (``dataset``'s small family), in ``tmp_path``."""
+    root, config, _ = dataset
+    table = tmp_path / "features.parquet"
+    assert run_extract(root, config, table) == 0
+    return table
+
+
 def test_extract_skips_and_records_a_corrupt_file(dataset, tmp_path, capsys):
     root, config, rows = dataset
     out = tmp_path / "features.parquet"
@@ -143,10 +152,7 @@ def test_config_paths_are_relative_to_the_file_but_choices_are_not(dataset, tmp_
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["primary"] == "lightgbm"
 
 
-def test_feature_table_is_read_without_the_dropped_columns(dataset, tmp_path):
-    root, config, _ = dataset
-    features = tmp_path / "features.parquet"
-    assert run_extract(root, config, features) == 0
+def test_feature_table_is_read_without_the_dropped_columns(features, tmp_path):
     table = fit.load_feature_table(features, "bin_1")
     raw = pq.read_table(features)
     extracted = [c for c in raw.column_names if c.startswith("fft__")]
@@ -186,10 +192,7 @@ def counting_fits(monkeypatch, fail_at: int | None = None) -> list:
             "checkpoint-repeat1": ["fold_0.npy"]}, 3),
 ], ids=["one partition", "two partitions"])
 def test_an_interrupted_fit_resumes_from_the_finished_folds_of_every_repeat(
-        dataset, tmp_path, monkeypatch, repeats, fail_at, interrupted, refits):
-    root, config, _ = dataset
-    features = tmp_path / "features.parquet"
-    assert run_extract(root, config, features) == 0
+        features, tmp_path, monkeypatch, repeats, fail_at, interrupted, refits):
     reference, run = tmp_path / "reference", tmp_path / "run"
     common = ["--features", str(features), "--folds", "3", "--repeats", str(repeats)]
     assert fit.main([*common, "--out", str(reference)]) == 0
@@ -210,11 +213,8 @@ def test_an_interrupted_fit_resumes_from_the_finished_folds_of_every_repeat(
     assert not list(run.glob("checkpoint*"))
 
 
-def test_resume_refuses_other_settings_and_a_fresh_fit_refits_every_fold(dataset, tmp_path,
+def test_resume_refuses_other_settings_and_a_fresh_fit_refits_every_fold(features, tmp_path,
                                                                         monkeypatch, capsys):
-    root, config, _ = dataset
-    features = tmp_path / "features.parquet"
-    assert run_extract(root, config, features) == 0
     args = ["--features", str(features), "--out", str(tmp_path / "run"), "--folds", "3",
             "--repeats", "1"]
     counting_fits(monkeypatch, fail_at=2)
@@ -241,11 +241,8 @@ def oof_auc(run, column="y_pred") -> float:
     return roc_auc_score([int(r["target"]) for r in rows], [float(r[column]) for r in rows])
 
 
-def test_repeated_cross_validation_scores_each_partition_as_a_fit_at_its_seed(dataset, tmp_path,
+def test_repeated_cross_validation_scores_each_partition_as_a_fit_at_its_seed(features, tmp_path,
                                                                              capsys):
-    root, config, _ = dataset
-    features = tmp_path / "features.parquet"
-    assert run_extract(root, config, features) == 0
     common = ["--features", str(features), "--folds", "3"]
     run = tmp_path / "run"
     assert fit.main([*common, "--out", str(run), "--seed", "4", "--repeats", "3"]) == 0
@@ -278,11 +275,9 @@ def test_small_sets_are_cross_validated_on_enough_partitions_to_score_1000_image
     assert fit.default_repeats(n_images) == repeats
 
 
-def test_lowering_the_folds_is_reported_once_however_many_partitions(dataset, tmp_path, capsys,
+def test_lowering_the_folds_is_reported_once_however_many_partitions(features, tmp_path, capsys,
                                                                      caplog):
-    root, config, _ = dataset
-    features = tmp_path / "features.parquet"
-    assert run_extract(root, config, features) == 0  # 20 images of each class
+    # The generated set has 20 images of each class, fewer than the 25 folds asked.
     run = tmp_path / "run"
     assert fit.main(["--features", str(features), "--out", str(run), "--folds", "25",
                      "--repeats", "3"]) == 0
@@ -294,10 +289,7 @@ def test_lowering_the_folds_is_reported_once_however_many_partitions(dataset, tm
     assert result["run"]["n_splits"] == 20
 
 
-def test_repeats_below_one_is_an_error_naming_the_option(dataset, tmp_path, capsys):
-    root, config, _ = dataset
-    features = tmp_path / "features.parquet"
-    assert run_extract(root, config, features) == 0
+def test_repeats_below_one_is_an_error_naming_the_option(features, tmp_path, capsys):
     assert fit.main(["--features", str(features), "--out", str(tmp_path / "run"),
                      "--repeats", "0"]) == 2
     assert "option --repeats must be at least 1, got 0" in capsys.readouterr().err
@@ -361,11 +353,8 @@ def test_dropped_features_are_never_read_and_predict_still_checks_the_full_list(
 
 @pytest.mark.parametrize("pattern, message", [("(", "not a valid regular expression"),
                                               ("__", "matches all")])
-def test_invalid_drop_features_is_an_error_naming_the_option(dataset, tmp_path, capsys, pattern,
+def test_invalid_drop_features_is_an_error_naming_the_option(features, tmp_path, capsys, pattern,
                                                              message):
-    root, config, _ = dataset
-    features = tmp_path / "features.parquet"
-    assert run_extract(root, config, features) == 0
     assert fit.main(["--features", str(features), "--out", str(tmp_path / "run"),
                      "--drop-features", pattern]) == 2
     err = capsys.readouterr().err
@@ -373,12 +362,9 @@ def test_invalid_drop_features_is_an_error_naming_the_option(dataset, tmp_path, 
     assert not (tmp_path / "run").exists()
 
 
-def test_a_scikit_learn_only_lightgbm_parameter_is_an_error_before_any_fit(dataset, tmp_path,
+def test_a_scikit_learn_only_lightgbm_parameter_is_an_error_before_any_fit(features, tmp_path,
                                                                             capsys):
     """LightGBM's core ignores class_weight without a word; the plain model is fitted by it."""
-    root, config, _ = dataset
-    features = tmp_path / "features.parquet"
-    assert run_extract(root, config, features) == 0
     (tmp_path / "fit.yaml").write_text("fit:\n  lightgbm:\n    class_weight: balanced\n")
     assert fit.main(["--features", str(features), "--out", str(tmp_path / "run"),
                      "--config", str(tmp_path / "fit.yaml")]) == 2
@@ -388,10 +374,7 @@ def test_a_scikit_learn_only_lightgbm_parameter_is_an_error_before_any_fit(datas
 
 
 @pytest.mark.parametrize("source", ["cli", "config"])
-def test_invalid_max_features_is_an_error_naming_the_option(dataset, tmp_path, capsys, source):
-    root, config, _ = dataset
-    features = tmp_path / "features.parquet"
-    assert run_extract(root, config, features) == 0
+def test_invalid_max_features_is_an_error_naming_the_option(features, tmp_path, capsys, source):
     args = ["--features", str(features), "--out", str(tmp_path / "run")]
     if source == "cli":
         args += ["--max-features", "0"]
