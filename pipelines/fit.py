@@ -46,15 +46,15 @@ log = logging.getLogger("pipelines.fit")
 # rose from 0.880 to 0.894 (benchmarks/RESULTS.md, "The stack").
 STACK_FEATURE_CAP = (500, 1000)
 # Views of the columns for the stack's default extra learners (names matched with re.search):
-# `global`, every family but the image `layout` grid. The grid has 3,072 of the default preset's
-# 3,486 columns, so a booster sampling a tenth of the columns per tree draws mostly grid cells;
-# a LightGBM without the grid ranks the rows otherwise (Spearman 0.78 with each booster, which
-# rank the rows alike at 0.97). On stylegan140k_small (nested, fold seed 0) it lifted the stack
-# from 0.894 to 0.898, above XGBoost's 0.895, alone scoring 0.846 (benchmarks/RESULTS.md, "The
-# stack"). By default each view that leaves out some columns, but not all, adds a LightGBM on it
+# `global`, every family but the image grids (`layout` and `coherence`). The grids have 3,584 of
+# the default preset's 4,023 columns, so a booster sampling a tenth of the columns per tree draws
+# mostly grid cells; a LightGBM without the grid ranks the rows otherwise (Spearman 0.78 with
+# each booster, which rank the rows alike at 0.97). On stylegan140k_small (nested, fold seed 0,
+# the previous preset, whose only grid was `layout`) it lifted the stack from 0.894 to 0.898,
+# above XGBoost's 0.895, alone scoring 0.846 (benchmarks/RESULTS.md, "The stack"). By default each view that leaves out some columns, but not all, adds a LightGBM on it
 # (`lightgbm@global`); `stack: {learners: [...]}` chooses the members, and `stack: {views:
 # {NAME: REGEX}}` replaces the views.
-STACK_VIEWS = {"global": r"^(?!layout__)"}
+STACK_VIEWS = {"global": r"^(?!layout__|coherence__)"}
 # Repeated cross-validation by default on small sets: enough fold partitions to score about this
 # many images in all, at most REPEATS_MAX. On yonsei_rff's 200 images one 5-fold partition moved
 # the stack's AUC between 0.675 and 0.712 over fold seeds 0-4, and the best learner changed

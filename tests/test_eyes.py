@@ -1,0 +1,103 @@
+import cv2
+import numpy as np
+import pytest
+from skimage.color import deltaE_cie76, rgb2lab
+
+from features.context import ImageContext
+from features.eyes import eyes
+from features.face import FaceBox
+
+SKIN = (205, 160, 140)
+BOX = FaceBox(20, 20, 200, 200, False)  # eyes expected at (82, 96) and (158, 96), radius 6
+GUESSES = ((82, 96), (158, 96))
+RADIUS = 6
+WINDOW = 21  # pixels the eye window spans before resampling: 2 round(1.6 x 6) + 1
+
+
+def face_image(iris_colours, highlights=((0, 0), (0, 0)), shift=(3, -2)):
+    """A skin-coloured image with two flat iris discs (moved by ``shift`` from where the face box
+    expects them) and, for each highlight offset not None, a 2 x 2 white corneal highlight."""
+    image = np.full((240, 240, 3), SKIN, np.uint8)
+    centres = []
+    for (gx, gy), colour, highlight in zip(GUESSES, iris_colours, highlights):
+        cx, cy = gx + shift[0], gy + shift[1]
+        cv2.circle(image, (cx, cy), RADIUS, colour, thickness=-1)
+        if highlight is not None:
+            hx, hy = cx + highlight[0], cy + highlight[1]
+            image[hy:hy + 2, hx:hx + 2] = 255
+        centres.append((cx, cy))
+    return image
+
+
+def eyes_of(image):
+    ctx = ImageContext(image)
+    ctx.shared("face", lambda: BOX)
+    return eyes(ctx)
+
+
+def test_identical_eyes_agree_in_every_pair_statistic():
+    out = eyes_of(face_image([(70, 90, 150)] * 2, highlights=((2, -3), (2, -3))))
+    assert out["colour_distance"] == pytest.approx(0, abs=0.5)
+    assert out["highlight_offset"] == pytest.approx(0, abs=1e-9)
+    assert out["highlight_iou"] == pytest.approx(1)
+    assert out["ncc"] > 0.99
+    assert max(v for k, v in out.items() if k.startswith("diff__")) < 0.1
+
+
+def test_iris_colours_are_compared_in_cielab():
+    blue, brown = (60, 90, 160), (110, 70, 40)
+    out = eyes_of(face_image([blue, brown], highlights=((2, -3), (2, -3))))
+    lab = rgb2lab(np.array([[blue, brown]], np.float64) / 255)[0]
+    assert out["colour_distance"] == pytest.approx(deltaE_cie76(lab[0], lab[1]), abs=1.0)
+    assert out["diff__iris_l"] == pytest.approx(abs(lab[0, 0] - lab[1, 0]), abs=1.0)
+    assert out["mean__iris_b"] == pytest.approx((lab[0, 2] + lab[1, 2]) / 2, abs=1.0)
+
+
+def test_highlights_in_different_places_are_measured_in_window_widths():
+    # Left highlight 3 pixels right of its iris centre, right one 3 pixels left: 6 pixels apart
+    # on a window of 21, whatever brightness or colour the irises have.
+    out = eyes_of(face_image([(70, 90, 150)] * 2, highlights=((2, -3), (-4, -3))))
+    assert out["highlight_offset"] == pytest.approx(6 / WINDOW, abs=1.5 / 24)
+    assert out["diff__highlight_x"] == pytest.approx(6 / WINDOW, abs=1.5 / 24)
+    assert out["diff__highlight_y"] == pytest.approx(0, abs=1e-9)
+    assert out["highlight_iou"] == pytest.approx(0)
+
+
+@pytest.mark.parametrize("offset", [1, 2, 3])
+def test_a_large_highlight_does_not_move_the_iris_centre(offset):
+    # A 4 x 4 highlight starting `offset` pixels right of the iris centre: its middle sits
+    # offset + 1.5 pixels from the centre, in both eyes.
+    image = face_image([(70, 90, 150)] * 2, highlights=(None, None))
+    for gx, gy in GUESSES:
+        cx, cy = gx + 3, gy - 2
+        image[cy - 1:cy + 3, cx + offset:cx + offset + 4] = 255
+    out = eyes_of(image)
+    assert out["mean__highlight_x"] == pytest.approx((offset + 1.5) / WINDOW, abs=1 / 24)
+
+
+def test_an_eye_without_a_highlight_differs_in_its_peak():
+    out = eyes_of(face_image([(70, 90, 150)] * 2, highlights=((2, -3), None)))
+    same = eyes_of(face_image([(70, 90, 150)] * 2, highlights=((2, -3), (2, -3))))
+    assert out["diff__highlight_peak"] > 1.0 > same["diff__highlight_peak"]
+    assert out["highlight_iou"] < 0.5
+
+
+def test_noise_on_one_eye_shows_in_the_noise_difference():
+    image = face_image([(70, 90, 150)] * 2, highlights=((2, -3), (2, -3)))
+    noisy = image.astype(np.float64)
+    x, y = GUESSES[1][0] + 3, GUESSES[1][1] - 2
+    rng = np.random.default_rng(0)
+    noisy[y - 12:y + 13, x - 12:x + 13] += rng.normal(0, 12, (25, 25, 1))
+    out = eyes_of(np.clip(np.rint(noisy), 0, 255).astype(np.uint8))
+    assert out["diff__noise"] > 1.0
+    assert eyes_of(image)["diff__noise"] < 0.1
+
+
+def test_names_are_fixed_and_any_image_gives_finite_values():
+    rng = np.random.default_rng(1)
+    outs = [eyes(ImageContext(rng.integers(0, 256, shape, dtype=np.uint8)))
+            for shape in ((64, 64, 3), (333, 517, 3), (8, 8, 3))]
+    outs.append(eyes(ImageContext(np.zeros((50, 50, 3), np.uint8))))
+    assert list(outs[0]) == list(outs[1]) == list(outs[2]) == list(outs[3])
+    assert len(outs[0]) == 25
+    assert all(np.isfinite(list(out.values())).all() for out in outs)
