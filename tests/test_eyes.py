@@ -18,14 +18,12 @@ def face_image(iris_colours, highlights=((0, 0), (0, 0)), shift=(3, -2)):
     """A skin-coloured image with two flat iris discs (moved by ``shift`` from where the face box
     expects them) and, for each highlight offset not None, a 2 x 2 white corneal highlight."""
     image = np.full((240, 240, 3), SKIN, np.uint8)
-    centres = []
     for (gx, gy), colour, highlight in zip(GUESSES, iris_colours, highlights):
         cx, cy = gx + shift[0], gy + shift[1]
         cv2.circle(image, (cx, cy), RADIUS, colour, thickness=-1)
         if highlight is not None:
             hx, hy = cx + highlight[0], cy + highlight[1]
             image[hy:hy + 2, hx:hx + 2] = 255
-        centres.append((cx, cy))
     return image
 
 
