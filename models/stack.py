@@ -225,9 +225,10 @@ class GradientBoostedStack(ClassifierMixin, BaseEstimator):
     views : named subsets of the columns, ``{name: column indices}``. A learner named
         ``"KIND@VIEW"`` (``"lightgbm@global"``) is learner KIND fitted on that view's columns only,
         screened on their own with the same cap (``view_supports_``), with a study of its own.
-        A view gives the stack a learner that ranks the rows otherwise: when one family has most
-        of the columns (the image ``layout`` grid, 3,072 of 3,486), column sampling draws mostly
-        from it, and a booster without it disagrees more with the others (see ``pipelines.fit``).
+        A view gives the stack a learner that ranks the rows otherwise: when a few families have
+        most of the columns (the image grids, ``layout`` and ``coherence``: 3,584 of 4,023),
+        column sampling draws mostly from them, and a booster without them disagrees more with
+        the others (see ``pipelines.fit``).
     """
 
     def __init__(self, learners=LEARNER_NAMES, *, search_spaces=None, n_trials=4, timeout=None,
