@@ -51,7 +51,11 @@ def coherence_maps(gray: np.ndarray, sigmas: Sequence[float]) -> list[np.ndarray
     maps = []
     for sigma in sigmas:
         jxx, jyy, jxy2 = (cv2.GaussianBlur(p, (0, 0), sigma) for p in products)
-        difference = cv2.magnitude(cv2.subtract(jxx, jyy), jxy2)
+        # NumPy's correctly rounded square root, not cv2.magnitude, whose SIMD and scalar paths
+        # differ in the last bit with the buffers' alignment: tables must not depend on it.
+        difference = cv2.subtract(jxx, jyy)
+        difference = np.sqrt(cv2.add(cv2.multiply(difference, difference),
+                                     cv2.multiply(jxy2, jxy2)))
         trace = cv2.add(jxx, jyy)
         trace += EPSILON
         maps.append(cv2.divide(difference, trace))
