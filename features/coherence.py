@@ -43,7 +43,7 @@ def coherence_maps(gray: np.ndarray, sigmas: Sequence[float]) -> list[np.ndarray
 
     Gradients are 3x3 Sobel derivatives; λ1 - λ2 = sqrt((Jxx - Jyy)² + (2 Jxy)²) and
     λ1 + λ2 = Jxx + Jyy, so no eigen-decomposition is needed. The gradient products are
-    computed once and smoothed at every σ (OpenCV calls throughout: no NumPy temporaries).
+    computed once and smoothed at every σ.
     """
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)

@@ -9,7 +9,8 @@ another face breaks it too.
 The eyes are looked for at fixed fractions of the largest face box (``features.face``, shared with
 the other face families, so no extra detector runs): where the eyes of FFHQ-aligned faces fall in
 the Haar cascade's box (medians over 257 ``stylegan140k_small`` images: x 0.31 and 0.68 of the
-box width, y 0.38 of its height, iris radius about 3 % of the width). Each guess is refined to
+box width, taken symmetric as 0.31 and 0.69; y 0.38 of its height; iris radius about 3 % of
+the width). Each guess is refined to
 the darkest blob near it, the iris and pupil. Each eye is then described in a small window around
 its iris, resampled to one size so the two compare pixel by pixel, in CIELAB so colour distances
 are perceptual (ΔE*ab).
@@ -157,9 +158,11 @@ def eyes(ctx: ImageContext) -> dict[str, float]:
         described.append((lab[:, :, 0], *eye_statistics(lab)))
     (left_l, left, left_mask, left_lap), (right_l, right, right_mask, right_lap) = described
     union = (left_mask | right_mask).sum()
+    colour = slice(0, 3)  # iris_l, iris_a, iris_b
+    position = [STATISTICS.index("highlight_x"), STATISTICS.index("highlight_y")]
     pair = (
-        float(np.linalg.norm(left[:3] - right[:3])),
-        float(np.hypot(left[4] - right[4], left[5] - right[5])),
+        float(np.linalg.norm(left[colour] - right[colour])),
+        float(np.linalg.norm(left[position] - right[position])),
         float((left_mask & right_mask).sum() / union) if union else 1.0,
         _ncc(left_l, right_l),
         _ncc(left_lap, right_lap),

@@ -74,7 +74,8 @@ def test_names_do_not_depend_on_size_and_tiny_images_are_finite():
     assert all(np.isfinite(list(out.values())).all() for out in outs)
 
 
-@pytest.mark.parametrize("params", [{"grid": 0}, {"side": 0}, {"sigmas": ()}, {"sigmas": (1.0, 0.0)}])
+@pytest.mark.parametrize("params", [{"grid": 0}, {"side": 0}, {"sigmas": ()},
+                                    {"sigmas": (1.0, 0.0)}])
 def test_invalid_parameters_are_rejected(params):
     with pytest.raises(ValueError):
         coherence(ImageContext(np.zeros((32, 32, 3), np.uint8)), **params)
