@@ -17,9 +17,10 @@ from models.validation import FoldPlan
 
 # Rows LightGBM samples to place its histogram bins (its own default is 200,000). Building a
 # Dataset holds the sample's values, about 24 bytes per sampled row and feature: at 3,486 features
-# (the previous default preset; 4,023 now, 15 % more) 17 GB for 200,000 rows against 4 GB for 50,000, which then still puts about 200 values in each
-# of 255 bins (benchmarks/bench_fit_memory.py, benchmarks/RESULTS.md). Below 50,000 training
-# rows every row is used either way.
+# (the previous default preset; 4,023 now, 15 % more) 17 GB for 200,000 rows against 4 GB for
+# 50,000, which then still puts about 200 values in each of 255 bins
+# (benchmarks/bench_fit_memory.py, benchmarks/RESULTS.md). Below 50,000 training rows every row
+# is used either way.
 BIN_SAMPLE_ROWS = 50_000
 
 DEFAULT_PARAMS: dict[str, Any] = {

@@ -48,10 +48,11 @@ STACK_FEATURE_CAP = (500, 1000)
 # Views of the columns for the stack's default extra learners (names matched with re.search):
 # `global`, every family but the image grids (`layout` and `coherence`). The grids have 3,584 of
 # the default preset's 4,023 columns, so a booster sampling a tenth of the columns per tree draws
-# mostly grid cells; a LightGBM without the grid ranks the rows otherwise (Spearman 0.78 with
+# mostly grid cells; a LightGBM without the grids ranks the rows otherwise (Spearman 0.78 with
 # each booster, which rank the rows alike at 0.97). On stylegan140k_small (nested, fold seed 0,
 # the previous preset, whose only grid was `layout`) it lifted the stack from 0.894 to 0.898,
-# above XGBoost's 0.895, alone scoring 0.846 (benchmarks/RESULTS.md, "The stack"). By default each view that leaves out some columns, but not all, adds a LightGBM on it
+# above XGBoost's 0.895, alone scoring 0.846 (benchmarks/RESULTS.md, "The stack"). By default
+# each view that leaves out some columns, but not all, adds a LightGBM on it
 # (`lightgbm@global`); `stack: {learners: [...]}` chooses the members, and `stack: {views:
 # {NAME: REGEX}}` replaces the views.
 STACK_VIEWS = {"global": r"^(?!layout__|coherence__)"}
