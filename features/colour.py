@@ -77,8 +77,7 @@ def histogram_moments(counts: np.ndarray, levels: np.ndarray) -> tuple[float, fl
 
 def plane_correlations(planes: Sequence[np.ndarray], pairs: Sequence[tuple[int, int]]
                        ) -> list[float]:
-    """Pearson correlation of the given pairs of equally shaped integer planes (0 if one is
-    constant).
+    """Pearson correlation of the given pairs of equally shaped planes (0 if one is constant).
 
     Uses ``cov(x, y) = (var x + var y - var(x - y)) / 2``: ``cv2.norm`` sums ``x^2`` and
     ``(x - y)^2`` in double precision in one pass, without temporary product arrays.

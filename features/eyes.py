@@ -22,6 +22,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from features.colour import plane_correlations
 from features.context import ImageContext
 from features.face import largest_face
 from features.registry import register
@@ -106,14 +107,6 @@ def eye_statistics(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return np.array(values, dtype=np.float64), highlight, laplacian
 
 
-def _ncc(a: np.ndarray, b: np.ndarray) -> float:
-    """Normalised cross-correlation of two equal-shaped arrays (0 when one is constant)."""
-    a = a - a.mean()
-    b = b - b.mean()
-    norm = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / norm) if norm > 0 else 0.0
-
-
 @register(name="eyes", modality="image", cost="cheap")
 def eyes(ctx: ImageContext) -> dict[str, float]:
     """Whether the two eyes agree: iris colour, corneal highlights, sharpness and noise.
@@ -155,7 +148,7 @@ def eyes(ctx: ImageContext) -> dict[str, float]:
     for fx, fy in EYE_CENTRES:
         centre = iris_centre(ctx.gray, (box.x + fx * box.w, box.y + fy * box.h), radius)
         lab = eye_window(ctx.rgb, centre, half)
-        described.append((lab[:, :, 0], *eye_statistics(lab)))
+        described.append((np.ascontiguousarray(lab[:, :, 0]), *eye_statistics(lab)))
     (left_l, left, left_mask, left_lap), (right_l, right, right_mask, right_lap) = described
     union = (left_mask | right_mask).sum()
     colour = slice(0, 3)  # iris_l, iris_a, iris_b
@@ -164,8 +157,7 @@ def eyes(ctx: ImageContext) -> dict[str, float]:
         float(np.linalg.norm(left[colour] - right[colour])),
         float(np.linalg.norm(left[position] - right[position])),
         float((left_mask & right_mask).sum() / union) if union else 1.0,
-        _ncc(left_l, right_l),
-        _ncc(left_lap, right_lap),
+        *plane_correlations([left_l, right_l, left_lap, right_lap], [(0, 1), (2, 3)]),
     )
     values = [*pair, *np.abs(left - right), *(left + right) / 2]
     return dict(zip(_names(), map(float, values)))
