@@ -97,7 +97,7 @@ def test_parse_rejects_other_names(name):
 
 @pytest.mark.parametrize("shape", [(5, 4), (6, 4), (1, 7), (0, 3)])
 def test_code_counts_by_hand(shape):
-    # Long runs of one code (a flat area) and an odd row count must both be counted exactly.
+    # Long runs of one code (a flat area), the top code 255 and any shape count exactly.
     codes = np.full(shape, 200, np.uint8)
     if codes.size:
         codes[0, 0] = 3
