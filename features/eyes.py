@@ -84,8 +84,8 @@ def _iris_disc() -> np.ndarray:
     return distance < IRIS_DISC * WINDOW_SIZE / (2 * WINDOW_RADII)
 
 
-def eye_statistics(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``STATISTICS`` of one eye window, its highlight mask and the Laplacian of its L."""
+def eye_statistics(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``STATISTICS`` of one eye window, its highlight mask, its L and the Laplacian of L."""
     lightness = np.ascontiguousarray(lab[:, :, 0])
     disc = _iris_disc()
     in_disc = lightness[disc]
@@ -104,7 +104,7 @@ def eye_statistics(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
               (col - centre) / WINDOW_SIZE, (row - centre) / WINDOW_SIZE, highlight.mean(),
               np.log(laplacian.var() + SHARPNESS_FLOOR), np.log(noise + NOISE_FLOOR),
               np.log(spread + 1e-3)]
-    return np.array(values, dtype=np.float64), highlight, laplacian
+    return np.array(values, dtype=np.float64), highlight, lightness, laplacian
 
 
 @register(name="eyes", modality="image", cost="cheap")
@@ -148,8 +148,8 @@ def eyes(ctx: ImageContext) -> dict[str, float]:
     for fx, fy in EYE_CENTRES:
         centre = iris_centre(ctx.gray, (box.x + fx * box.w, box.y + fy * box.h), radius)
         lab = eye_window(ctx.rgb, centre, half)
-        described.append((np.ascontiguousarray(lab[:, :, 0]), *eye_statistics(lab)))
-    (left_l, left, left_mask, left_lap), (right_l, right, right_mask, right_lap) = described
+        described.append(eye_statistics(lab))
+    (left, left_mask, left_l, left_lap), (right, right_mask, right_l, right_lap) = described
     union = (left_mask | right_mask).sum()
     colour = slice(0, 3)  # iris_l, iris_a, iris_b
     position = [STATISTICS.index("highlight_x"), STATISTICS.index("highlight_y")]
