@@ -61,11 +61,6 @@ class ImageContext:
         return cv2.max(cv2.max(red, green), blue), cv2.min(cv2.min(red, green), blue)
 
     @cached_property
-    def ycbcr(self) -> np.ndarray:
-        """float32 (H, W, 3): Y, Cb, Cr in [0, 255]."""
-        return cv2.merge([self.channel(name) for name in ("y", "cb", "cr")])
-
-    @cached_property
     def hsv(self) -> np.ndarray:
         """float32 (H, W, 3): hue in [0, 360), saturation and value in [0, 1]."""
         return cv2.cvtColor(self.rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2HSV)

@@ -220,13 +220,6 @@ def spectrum_values(power: np.ndarray, shape: tuple[int, int], n_bins: int, n_ba
     return np.concatenate([profile - profile.mean(), bands, [high_share, slope]])
 
 
-def spectrum_features(power: np.ndarray, shape: tuple[int, int], n_bins: int, n_bands: int
-                      ) -> dict[str, float]:
-    """``spectrum_values`` by name."""
-    return dict(zip(_spectrum_names(n_bins, n_bands),
-                    spectrum_values(power, shape, n_bins, n_bands).tolist()))
-
-
 def centred_square(shape: tuple[int, int], crop: float) -> tuple[int, int, int]:
     """``(top, left, side)`` of the centred square whose side is ``crop`` times the short side."""
     height, width = shape

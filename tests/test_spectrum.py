@@ -3,15 +3,16 @@ import numpy as np
 import pytest
 
 from features.context import ImageContext
-from features.spectrum import (_rings, fft, hann_power_spectrum, packed_dft_power,
-                               spectrum_features)
+from features.spectrum import (_rings, _spectrum_names, fft, hann_power_spectrum,
+                               packed_dft_power, spectrum_values)
 
 N_BINS = 32
 
 
 def _features(image: np.ndarray, n_bins: int = N_BINS, n_bands: int = 4) -> dict[str, float]:
     image = image.astype(np.float32)
-    return spectrum_features(hann_power_spectrum(image), image.shape, n_bins, n_bands)
+    values = spectrum_values(hann_power_spectrum(image), image.shape, n_bins, n_bands)
+    return dict(zip(_spectrum_names(n_bins, n_bands), values.tolist()))
 
 
 def _profile(features: dict[str, float], prefix: str = "", n_bins: int = N_BINS) -> np.ndarray:
