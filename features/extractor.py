@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -201,15 +202,21 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
     preset : name of a preset in ``configs/features`` (ignored when ``families`` is given).
     families : mapping ``family -> parameters``, as in a preset file.
     modality : "image", "audio" or "clip".
-    n_jobs : worker processes (joblib); ``None`` means 1.
+    n_jobs : worker processes (joblib); ``None`` means 1, -1 every core.
+    errors : what ``transform`` does with files it cannot read or decode: ``"raise"`` a
+        ValueError naming them (after every file was tried), or give each a NaN row with a
+        warning (``"nan"``, for models that accept missing values, such as LightGBM's). A family
+        that fails on a file only logs a warning and leaves its own columns NaN, as in
+        ``pipelines.extract``.
     """
 
     def __init__(self, preset: str = "default", families: dict | None = None,
-                 modality: str = "image", n_jobs: int | None = None):
+                 modality: str = "image", n_jobs: int | None = None, errors: str = "raise"):
         self.preset = preset
         self.families = families
         self.modality = modality
         self.n_jobs = n_jobs
+        self.errors = errors
 
     def _config(self) -> FeatureConfig:
         if self.families is not None:
@@ -217,23 +224,37 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         return FeatureConfig.from_preset(self.preset, self.modality)
 
     def fit(self, X=None, y=None):
+        if self.errors not in ("raise", "nan"):
+            raise ValueError(f"FeatureTransformer: errors must be 'raise' or 'nan', "
+                             f"got {self.errors!r}")
         self.config_ = self._config()
         self.feature_names_out_ = np.asarray(cached_extractor(self.config_).names, dtype=object)
         self.n_features_in_ = 1
         return self
 
     def transform(self, X) -> np.ndarray:
-        from joblib import Parallel, delayed
+        from joblib import Parallel, delayed, effective_n_jobs
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "config_")
         paths = [str(p) for p in X]
-        n_jobs = self.n_jobs or 1
+        n_jobs = effective_n_jobs(self.n_jobs or 1)  # -1: every core
         size = max(1, -(-len(paths) // (4 * n_jobs)))
         chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
         parts = Parallel(n_jobs=n_jobs)(delayed(extract_files)(c, self.config_) for c in chunks)
-        return np.vstack([rows for rows, _ in parts]) if parts else np.empty(
-            (0, len(self.feature_names_out_)), dtype=np.float32)
+        if not parts:
+            return np.empty((0, len(self.feature_names_out_)), dtype=np.float32)
+        rows = np.vstack([chunk_rows for chunk_rows, _ in parts])
+        errors = [error for _, chunk_errors in parts for error in chunk_errors]
+        unreadable = [f"{path}: {error}" for path, row, error in zip(paths, rows, errors)
+                      if is_decode_failure(row, error)]
+        if unreadable:
+            message = (f"{len(unreadable)} of {len(paths)} files could not be read: "
+                       + "; ".join(unreadable[:5]) + (" ..." if len(unreadable) > 5 else ""))
+            if self.errors == "raise":
+                raise ValueError(message + " (errors='nan' gives them NaN rows instead)")
+            warnings.warn(message + "; their rows are NaN", stacklevel=2)
+        return rows
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         from sklearn.utils.validation import check_is_fitted
