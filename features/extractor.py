@@ -208,15 +208,18 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         warning (``"nan"``, for models that accept missing values, such as LightGBM's). A family
         that fails on a file only logs a warning and leaves its own columns NaN, as in
         ``pipelines.extract``.
+    verbose : show a progress bar of ``transform`` on stderr.
     """
 
     def __init__(self, preset: str = "default", families: dict | None = None,
-                 modality: str = "image", n_jobs: int | None = None, errors: str = "raise"):
+                 modality: str = "image", n_jobs: int | None = None, errors: str = "raise",
+                 verbose: bool = False):
         self.preset = preset
         self.families = families
         self.modality = modality
         self.n_jobs = n_jobs
         self.errors = errors
+        self.verbose = verbose
 
     def _config(self) -> FeatureConfig:
         if self.families is not None:
@@ -235,13 +238,20 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
     def transform(self, X) -> np.ndarray:
         from joblib import Parallel, delayed, effective_n_jobs
         from sklearn.utils.validation import check_is_fitted
+        from tqdm import tqdm
 
         check_is_fitted(self, "config_")
         paths = [str(p) for p in X]
         n_jobs = effective_n_jobs(self.n_jobs or 1)  # -1: every core
         size = max(1, -(-len(paths) // (4 * n_jobs)))
         chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
-        parts = Parallel(n_jobs=n_jobs)(delayed(extract_files)(c, self.config_) for c in chunks)
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(extract_files)(chunk, self.config_) for chunk in chunks)
+        parts = []
+        with tqdm(total=len(paths), unit="file", desc="features", disable=not self.verbose) as bar:
+            for chunk, part in zip(chunks, results):
+                parts.append(part)
+                bar.update(len(chunk))
         if not parts:
             return np.empty((0, len(self.feature_names_out_)), dtype=np.float32)
         rows = np.vstack([chunk_rows for chunk_rows, _ in parts])

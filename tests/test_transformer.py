@@ -72,6 +72,15 @@ def test_parallel_rows_come_back_in_the_order_of_the_paths(tmp_path):
     assert np.all(saturation[0::2] == 0) and np.all(saturation[1::2] > 0.3)
 
 
+def test_verbose_shows_progress_over_the_files(tmp_path, capsys):
+    paths, _ = _grey_and_colourful(tmp_path, 3, seed=3)
+    FeatureTransformer(families=COLOUR, verbose=True).fit(paths).transform(paths)
+    shown = capsys.readouterr().err
+    assert "features: 100%" in shown and "6/6" in shown  # the bar counts files
+    FeatureTransformer(families=COLOUR).fit(paths).transform(paths)
+    assert "features" not in capsys.readouterr().err
+
+
 def test_unreadable_files_are_named_in_the_error(tmp_path):
     good = _write(tmp_path, "good.png", np.full((20, 20, 3), 90, np.uint8))
     corrupt = tmp_path / "corrupt.jpg"
