@@ -110,3 +110,17 @@ def test_options_are_checked_and_kept_as_scikit_learn_expects(tmp_path):
         FeatureTransformer(families=COLOUR).transform([])
     copy = clone(FeatureTransformer(families=COLOUR, n_jobs=2, errors="nan"))
     assert copy.get_params()["errors"] == "nan" and copy.get_params()["n_jobs"] == 2
+
+
+def test_audio_files_are_decoded_to_one_rate_before_the_features(tmp_path):
+    soundfile = pytest.importorskip("soundfile")
+    paths = []
+    for frequency, rate in ((500, 16000), (2000, 44100)):
+        time = np.arange(rate) / rate
+        path = tmp_path / f"tone_{frequency}.wav"
+        soundfile.write(path, 0.5 * np.sin(2 * np.pi * frequency * time), rate)
+        paths.append(str(path))
+    transformer = FeatureTransformer(modality="audio", families={"spectral": {}}).fit(paths)
+    rows = dict(zip(transformer.get_feature_names_out(), transformer.transform(paths).T))
+    # The spectral centroid of a pure tone is its frequency, whatever the file's own rate.
+    np.testing.assert_allclose(rows["spectral__centroid_p50"], [500, 2000], rtol=0.01)
