@@ -194,6 +194,18 @@ def is_decode_failure(row: np.ndarray, error: str | None) -> bool:
     return error is not None and bool(np.all(np.isnan(row)))
 
 
+def unreadable_files_message(paths: Sequence[str], rows: np.ndarray,
+                             errors: Sequence[str | None], shown: int = 5) -> str | None:
+    """``"K of N files could not be read: path: error; ..."`` naming the first ``shown``
+    files that gave no features at all, or None when every file was read."""
+    unreadable = [f"{path}: {error}" for path, row, error in zip(paths, rows, errors)
+                  if is_decode_failure(row, error)]
+    if not unreadable:
+        return None
+    return (f"{len(unreadable)} of {len(paths)} files could not be read: "
+            + "; ".join(unreadable[:shown]) + (" ..." if len(unreadable) > shown else ""))
+
+
 class FeatureTransformer(TransformerMixin, BaseEstimator):
     """scikit-learn transformer from file paths to feature rows.
 
@@ -255,14 +267,11 @@ class FeatureTransformer(TransformerMixin, BaseEstimator):
         if not parts:
             return np.empty((0, len(self.feature_names_out_)), dtype=np.float32)
         rows = np.vstack([chunk_rows for chunk_rows, _ in parts])
-        errors = [error for _, chunk_errors in parts for error in chunk_errors]
-        unreadable = [f"{path}: {error}" for path, row, error in zip(paths, rows, errors)
-                      if is_decode_failure(row, error)]
-        if unreadable:
-            message = (f"{len(unreadable)} of {len(paths)} files could not be read: "
-                       + "; ".join(unreadable[:5]) + (" ..." if len(unreadable) > 5 else ""))
-            if self.errors == "raise":
-                raise ValueError(message + " (errors='nan' gives them NaN rows instead)")
+        message = unreadable_files_message(
+            paths, rows, [error for _, chunk_errors in parts for error in chunk_errors])
+        if message and self.errors == "raise":
+            raise ValueError(message + " (errors='nan' gives them NaN rows instead)")
+        if message:
             warnings.warn(message + "; their rows are NaN", stacklevel=2)
         return rows
 

@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 
-from features.extractor import FeatureTransformer
+from features.extractor import FeatureTransformer, unreadable_files_message
 
 COLOUR = {"colour": {}}
 
@@ -124,3 +124,17 @@ def test_audio_files_are_decoded_to_one_rate_before_the_features(tmp_path):
     rows = dict(zip(transformer.get_feature_names_out(), transformer.transform(paths).T))
     # The spectral centroid of a pure tone is its frequency, whatever the file's own rate.
     np.testing.assert_allclose(rows["spectral__centroid_p50"], [500, 2000], rtol=0.01)
+
+
+def test_the_message_names_the_first_unreadable_files_and_counts_all():
+    paths = [f"f{i}.jpg" for i in range(9)]
+    rows = np.zeros((9, 2), np.float32)
+    errors = [None] * 9
+    for i in (1, 2, 3, 4, 5, 6, 8):  # f8 and the others gave no features at all
+        rows[i], errors[i] = np.nan, "OSError: unreadable"
+    rows[7, 0], errors[7] = np.nan, "family colour: ValueError"  # one family failed: read
+    message = unreadable_files_message(paths, rows, errors)
+    assert message.startswith("7 of 9 files could not be read: f1.jpg: OSError")
+    assert "f5.jpg" in message and "f6.jpg" not in message and message.endswith(" ...")
+    assert "f7.jpg" not in message and "f0.jpg" not in message
+    assert unreadable_files_message(paths[:1], rows[:1], errors[:1]) is None
