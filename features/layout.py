@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import cv2
+import numba
 import numpy as np
 
 from features.context import ImageContext
@@ -36,34 +37,73 @@ def noise_map(gray: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return cv2.multiply(energy, energy, dst=energy)
 
 
-def cell_mean_std(values: np.ndarray, grid: int,
-                  scratch: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cell_mean_std(values: np.ndarray, grid: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of ``values`` over each cell of a grid x grid partition.
 
-    ``cv2.resize`` with INTER_AREA averages each output pixel's exact (fractional) footprint, so a
-    cell mean is an area-weighted mean even when the side is not a multiple of ``grid``; the
-    standard deviation follows from the means of the values and of their squares. ``scratch``,
-    optional, is a float32 buffer of ``values``' shape for the squares (reused across maps).
+    Cell (r, c) covers rows [r H / grid, (r + 1) H / grid) and the same fraction of the columns;
+    a pixel on a cell boundary counts with the fraction of it inside the cell (an area-weighted
+    mean, as ``cv2.resize`` with INTER_AREA), so cells need not hold whole pixels. The standard
+    deviation follows from the means of the values and of their squares, summed in float64.
     """
-    values = np.ascontiguousarray(values, dtype=np.float32)
+    values = np.ascontiguousarray(values)
     if min(values.shape) < grid:  # tiny image: upsample so every cell holds at least a pixel
-        values = cv2.resize(values, (grid, grid), interpolation=cv2.INTER_NEAREST)
-        scratch = None
-    squares = cv2.multiply(values, values, dst=scratch)
-    mean = cv2.resize(values, (grid, grid), interpolation=cv2.INTER_AREA).astype(np.float64)
-    square = cv2.resize(squares, (grid, grid), interpolation=cv2.INTER_AREA)
-    std = np.sqrt(np.maximum(square - mean * mean, 0.0))
-    return mean, std
+        values = cv2.resize(values.astype(np.float32), (grid, grid),
+                            interpolation=cv2.INTER_NEAREST)
+    height, width = values.shape
+    sums, square_sums = np.zeros((grid, grid)), np.zeros((grid, grid))
+    _cell_sums(values, *_coverage(height, grid), *_coverage(width, grid), sums, square_sums)
+    area = (height / grid) * (width / grid)
+    mean = sums / area
+    return mean, np.sqrt(np.maximum(square_sums / area - mean * mean, 0.0))
+
+
+@lru_cache(maxsize=32)
+def _coverage(length: int, grid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell along one axis: its first and past-the-end pixel, and each pixel's covered
+    fraction (grid, length), 1 inside the cell and less on a boundary it straddles."""
+    edges = np.arange(grid + 1) * (length / grid)
+    pixels = np.arange(length)
+    weights = np.clip(np.minimum(pixels + 1, edges[1:, None])
+                      - np.maximum(pixels, edges[:-1, None]), 0.0, 1.0)
+    first = np.floor(edges[:-1]).astype(np.int64)
+    stop = np.minimum(np.ceil(edges[1:]).astype(np.int64), length)
+    for array in (first, stop, weights):
+        array.setflags(write=False)
+    return first, stop, weights
+
+
+@numba.njit(cache=True, nogil=True)
+def _cell_sums(values, row_first, row_stop, row_weights, col_first, col_stop, col_weights,
+               sums, square_sums):  # pragma: no cover
+    # One pass over the image, a cell row at a time: its rows are added into two row-long
+    # accumulators (vectorised), which are then summed per cell column.
+    width = values.shape[1]
+    row_sum, row_square_sum = np.empty(width), np.empty(width)
+    for r in range(sums.shape[0]):
+        row_sum[:] = 0.0
+        row_square_sum[:] = 0.0
+        for i in range(row_first[r], row_stop[r]):
+            weight, row = row_weights[r, i], values[i]
+            for x in range(width):
+                value = np.float64(row[x])
+                row_sum[x] += weight * value
+                row_square_sum[x] += weight * value * value
+        for c in range(sums.shape[1]):
+            for x in range(col_first[c], col_stop[c]):
+                sums[r, c] += col_weights[c, x] * row_sum[x]
+                square_sums[r, c] += col_weights[c, x] * row_square_sum[x]
 
 
 def layout_map(ctx: ImageContext, name: str, out: np.ndarray | None = None) -> np.ndarray:
-    """One of ``MAPS``: a channel (shared through the context), or the sharpness or noise map,
+    """One of ``MAPS``: a channel (shared through the context; its 8-bit plane where it has one,
+    which holds the same values in a quarter of the memory), or the sharpness or noise map,
     which no other family reads, computed into ``out`` (if given) and not kept."""
     if name == "sharpness":
         return sharpness_map(ctx.gray, out)
     if name == "noise":
         return noise_map(ctx.gray, out)
-    return ctx.channel(name)
+    plane = ctx.plane_8bit(name)
+    return ctx.channel(name) if plane is None else plane
 
 
 @register(name="layout", modality="image", cost="cheap")
@@ -92,11 +132,10 @@ def layout(ctx: ImageContext, *, grid: int = 16, maps=MAPS) -> dict[str, float]:
     if unknown:
         raise ValueError(f"unknown layout maps {unknown}; known: {MAPS}")
     maps = tuple(maps)
-    # Two buffers serve all maps: the derived map being summarised and the squares of values.
-    derived, squares = np.empty(ctx.shape, np.float32), np.empty(ctx.shape, np.float32)
+    derived = np.empty(ctx.shape, np.float32)  # one buffer serves the derived maps in turn
     statistics = np.empty((len(maps), 2, grid * grid))
     for i, name in enumerate(maps):
-        mean, std = cell_mean_std(layout_map(ctx, name, derived), grid, squares)
+        mean, std = cell_mean_std(layout_map(ctx, name, derived), grid)
         statistics[i] = mean.ravel(), std.ravel()
     return dict(zip(_names(grid, maps), statistics.ravel().tolist()))
 

@@ -7,7 +7,7 @@ from importlib import metadata
 
 import numpy as np
 
-PACKAGES = ("deepfake-forensics", "numpy", "scipy", "scikit-learn", "lightgbm", "xgboost",
+PACKAGES = ("deepfake-forensics", "numpy", "numba", "scipy", "scikit-learn", "lightgbm", "xgboost",
             "opencv-python-headless", "scikit-image", "librosa", "av", "optuna", "pyarrow")
 
 

@@ -60,13 +60,16 @@ def test_bad_parameters_are_errors():
         layout(context, maps=("y", "depth"))
 
 
-def test_cell_statistics_with_a_scratch_buffer_match_numpy():
-    values = np.random.default_rng(3).uniform(0, 255, (48, 32)).astype(np.float32)
-    scratch = np.full_like(values, np.nan)  # stale contents must not leak into the result
-    mean, std = cell_mean_std(values, 4, scratch)
-    blocks = values.reshape(4, 12, 4, 8).transpose(0, 2, 1, 3).reshape(4, 4, -1)
-    np.testing.assert_allclose(mean, blocks.mean(axis=2), rtol=1e-6)
-    np.testing.assert_allclose(std, blocks.std(axis=2), rtol=1e-4)
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_cells_that_split_pixels_weigh_them_by_area(dtype):
+    # 25 / 2: cells end mid-pixel. Doubling every pixel into a 2x2 block makes the cells whole
+    # (5 x 5 blocks of the 10 x 10 copy) without changing what fraction of each pixel they hold.
+    values = np.random.default_rng(3).integers(0, 256, (25, 15)).astype(dtype)
+    mean, std = cell_mean_std(values, 2)
+    doubled = np.repeat(np.repeat(values.astype(np.float64), 2, axis=0), 2, axis=1)
+    blocks = doubled.reshape(2, 25, 2, 15).transpose(0, 2, 1, 3).reshape(2, 2, -1)
+    np.testing.assert_allclose(mean, blocks.mean(axis=2), rtol=1e-12)
+    np.testing.assert_allclose(std, blocks.std(axis=2), rtol=1e-9)
 
 
 def test_sharpness_and_noise_of_an_impulse_by_hand():

@@ -5,7 +5,7 @@ import pytest
 from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 
 from features.context import ImageContext
-from features.texture import (GLCM_PROPERTIES, glcm, lbp_code_map, lbp_mapping,
+from features.texture import (GLCM_PROPERTIES, TIE_TOLERANCE, glcm, lbp_code_map, lbp_mapping,
                               lbp_patterns, texture)
 
 
@@ -245,14 +245,42 @@ def test_glcm_names_do_not_depend_on_image_size_and_are_finite_on_tiny_images():
     assert np.isfinite(list(small.values())).all()
 
 
-@pytest.mark.parametrize("radius", [1, 2])
-def test_uint8_plane_gives_the_same_patterns_as_the_float_image(radius):
-    # Plateaus make many exact on-grid ties, which must count as ">=" on either copy.
-    plateaus = (np.random.default_rng(radius).integers(0, 4, (30, 33)) * 60).astype(np.uint8)
-    np.testing.assert_array_equal(lbp_patterns(plateaus.astype(np.float32), radius, plateaus),
-                                  lbp_patterns(plateaus.astype(np.float32), radius))
-    noise = np.random.default_rng(9).integers(0, 256, (40, 44)).astype(np.uint8)
-    np.testing.assert_array_equal(lbp_patterns(noise.astype(np.float32), radius, noise),
+def exact_tie_lbp(image, radius):
+    """Raw LBP patterns in float64 by the documented definition: neighbour offsets rounded to 5
+    decimals as in scikit-image, a neighbour within ``TIE_TOLERANCE`` below the centre counting
+    as equal (scikit-image's double rounding can put an exact tie just below it)."""
+    image = image.astype(np.float64)
+    height, width = image.shape[0] - 2 * radius, image.shape[1] - 2 * radius
+    rows, cols = np.indices((height, width)) + radius
+    patterns = np.zeros((height, width), int)
+    for p in range(8):
+        dy = np.round(-radius * np.sin(2 * np.pi * p / 8), 5)
+        dx = np.round(radius * np.cos(2 * np.pi * p / 8), 5)
+        y, x = rows + dy, cols + dx
+        top, left = np.floor(y + 1e-9).astype(int), np.floor(x + 1e-9).astype(int)
+        fy, fx = np.clip(y - top, 0, 1), np.clip(x - left, 0, 1)
+        bottom = np.minimum(top + 1, image.shape[0] - 1)
+        right = np.minimum(left + 1, image.shape[1] - 1)
+        value = ((1 - fy) * (1 - fx) * image[top, left] + (1 - fy) * fx * image[top, right]
+                 + fy * (1 - fx) * image[bottom, left] + fy * fx * image[bottom, right])
+        patterns |= (value >= image[rows, cols] - TIE_TOLERANCE).astype(int) << p
+    return patterns
+
+
+@pytest.mark.parametrize("radius", [1, 2, 3])
+def test_raw_patterns_match_float64_references_on_plateaus_and_noise(radius):
+    # Plateaus make many exact ties, on and off the grid, which must count as ">="; noise
+    # exercises every bilinear weight, where scikit-image (double precision) agrees.
+    rng = np.random.default_rng(radius)
+    plateaus = (rng.integers(0, 4, (30, 33)) * 60).astype(np.uint8)
+    noise = rng.integers(0, 256, (40, 44)).astype(np.uint8)
+    np.testing.assert_array_equal(lbp_patterns(plateaus.astype(np.float32), radius),
+                                  exact_tie_lbp(plateaus, radius))
+    np.testing.assert_array_equal(lbp_patterns(noise.astype(np.float32), radius),
                                   skimage_lbp(noise, radius, "default"))
-    with pytest.raises(ValueError, match="plane must be uint8"):
-        lbp_patterns(noise.astype(np.float32), radius, noise.astype(np.float32))
+    np.testing.assert_array_equal(exact_tie_lbp(noise, radius),
+                                  skimage_lbp(noise, radius, "default"))
+
+
+def test_patterns_of_an_image_with_no_interior_are_empty():
+    assert lbp_patterns(np.zeros((4, 9), np.float32), 2).shape == (0, 5)
