@@ -5,7 +5,8 @@
 Images: JPEGs under --images (default: the shared stylegan140k_small set, 256x256), each also
 resized to 512x512 and re-encoded (quality 90) for the 512 column. A family is timed on a fresh
 context, so it pays for the conversions it needs (grey, YCbCr, ...); a preset is timed on one
-context per image, so shared intermediates are computed once, as in extraction.
+context per image, so shared intermediates are computed once, as in extraction; the rows under
+a preset ("within") split its time between its families.
 """
 from __future__ import annotations
 
@@ -46,6 +47,21 @@ def ms_per_image(function, items) -> float:
     return 1000 * (time.process_time() - start) / len(items)
 
 
+def family_shares(config: FeatureConfig, images) -> dict[str, float]:
+    """CPU ms per image of each family inside a preset: one context per image, shared by the
+    families in the preset's order, as in extraction (the first family to need a conversion or
+    the face box pays for it)."""
+    items = config.items()
+    totals = dict.fromkeys((family.name for family, _ in items), 0.0)
+    for rgb in images:
+        context = ImageContext(rgb)
+        for family, params in items:
+            start = time.process_time()
+            family.function(context, **params)
+            totals[family.name] += time.process_time() - start
+    return {name: 1000 * total / len(images) for name, total in totals.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
@@ -78,6 +94,9 @@ def main() -> None:
                             decoded[s]) for s in (256, 512)]
         print(f"preset {preset:<21}" + "".join(f"{v:>10.2f}" for v in row)
               + f"   ({len(extractor.names)} features)")
+        shares = {side: family_shares(extractor.config, decoded[side]) for side in (256, 512)}
+        for name in shares[256]:
+            print(f"  within: {name:<19}" + "".join(f"{shares[s][name]:>10.2f}" for s in (256, 512)))
 
 
 if __name__ == "__main__":
