@@ -12,9 +12,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 import cv2
-import numba
 import numpy as np
 
+from features.compiled import compiled
 from features.context import ImageContext
 from features.registry import register
 
@@ -72,7 +72,7 @@ def _coverage(length: int, grid: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return first, stop, weights
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _cell_sums(values, row_first, row_stop, row_weights, col_first, col_stop, col_weights,
                sums, square_sums):  # pragma: no cover
     # One pass over the image, a cell row at a time: its rows are added into two row-long

@@ -9,9 +9,9 @@ from functools import lru_cache
 from typing import NamedTuple, Sequence
 
 import cv2
-import numba
 import numpy as np
 
+from features.compiled import compiled
 from features.context import ImageContext
 from features.pyramid import check_levels, pool_codes, pyramid_names
 from features.registry import register
@@ -80,7 +80,7 @@ def lbp_patterns(image: np.ndarray, radius: int) -> np.ndarray:
     return patterns
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _lbp_rows(image, radius, tops, lefts, on_grid, weights, tolerance,
               patterns):  # pragma: no cover
     # Row by row: a row's patterns stay in cache while its 8 neighbours are compared, and each
