@@ -85,8 +85,8 @@ def _lbp_rows(image, radius, tops, lefts, on_grid, weights, tolerance,
               patterns):  # pragma: no cover
     # Row by row: a row's patterns stay in cache while its 8 neighbours are compared, and each
     # inner loop is branch-free, so it is vectorised. Half the time of OpenCV calls over the
-    # whole image (a 2x2 filter and a comparison per neighbour), with the same patterns up to
-    # float32 rounding at the tie tolerance. Interpolation rounds: add the tie tolerance.
+    # whole image (a 2x2 filter and a comparison per neighbour). Interpolation is the only
+    # rounding, so the tie tolerance is added to the interpolated values alone.
     height, width = patterns.shape
     for i in range(height):
         row = patterns[i]
