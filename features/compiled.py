@@ -1,11 +1,11 @@
 """Compiled loops: numba's ``njit``, with its on-disk cache wherever numba can write one.
 
-The few loops that no NumPy or OpenCV call expresses in one pass (LBP patterns, layout cell sums)
-are compiled with numba and cached next to their module or in the user's cache folder, so each
-process loads them instead of compiling them (about 1.5 s). A read-only install whose user has no
-writable home (containers run as another user, Nix) gives numba no place for that cache, and
-``njit(cache=True)`` then raises RuntimeError as the module is imported; there the loops are
-compiled once per process instead. ``NUMBA_CACHE_DIR`` names a cache folder explicitly.
+The few loops that no NumPy or OpenCV call expresses in one pass (LBP patterns, 2 x 2 block sums,
+layout cell sums) are compiled with numba and cached next to their module or in the user's cache
+folder, so each process loads them instead of compiling them (about 1.5 s). A read-only install
+whose user has no writable home (containers run as another user, Nix) gives numba no place for
+that cache, and ``njit(cache=True)`` then raises RuntimeError as the module is imported; there the
+loops are compiled once per process instead. ``NUMBA_CACHE_DIR`` names a cache folder explicitly.
 """
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 import warnings
 
+import cv2
 import numpy as np
 import pytest
 from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 
 from features.context import ImageContext
 from features.texture import (GLCM_PROPERTIES, TIE_TOLERANCE, glcm, lbp_code_map, lbp_mapping,
-                              lbp_patterns, texture)
+                              lbp_patterns, shrunk_channel, texture)
 
 
 def skimage_lbp(image_uint8, radius, method):
@@ -140,6 +141,43 @@ def test_each_scale_is_the_lbp_of_the_block_means():
                                    expected, atol=1e-12)
     with pytest.raises(ValueError, match="scales"):
         texture(ctx, scales=[0])
+
+
+def test_shrunk_means_are_rounded_as_opencv_rounds_8bit_area_means():
+    # Block means exactly half-way between two steps: OpenCV rounds 2 x 2 means half up and
+    # larger blocks' half to even (the block sums 2, 6 give 0.5, 1.5; 8, 24, 32, 96 likewise).
+    plane = np.zeros((8, 16), np.uint8)
+    plane[0, 0] = plane[0, 1] = 1                      # 2x2 block (0, 0) sums to 2: mean 0.5
+    plane[2:4, 2] = 3                                  # 2x2 block (1, 1) sums to 6: mean 1.5
+    plane[:, 8:] = np.tile([[1, 0], [0, 0]], (4, 4))   # 4x4 blocks sum to 4: mean 0.25
+    plane[:4, 8:12] += np.uint8([[1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]])
+    rgb = np.repeat(plane[..., None], 3, axis=2)       # grey: Y is the plane itself
+    ctx = ImageContext(rgb)
+    assert np.array_equal(ctx.plane_8bit("y"), plane)
+    by2, by4 = shrunk_channel(ctx, "y", 2), shrunk_channel(ctx, "y", 4)
+    assert by2[0, 0] == 1.0 and by2[1, 1] == 2.0       # 0.5 and 1.5 up
+    assert by4[0, 2] == 1.0                            # (4 + 8) / 16 = 0.75
+    assert by4[1, 2] == 0.0 and by4[0, 0] == 0.0       # 4 / 16 = 0.25 and 8 / 16 = 0.5 to even
+    plane[:4, :4] = 1
+    plane[0, :2] = 2                                   # 4x4 block sums to 18: 1.125
+    plane[4:, :4] = np.uint8([[2, 2, 2, 2], [2, 2, 2, 2], [1, 1, 1, 1], [1, 1, 1, 1]])  # 1.5
+    ctx = ImageContext(np.repeat(plane[..., None], 3, axis=2))
+    assert shrunk_channel(ctx, "y", 4)[:, 0].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (48, 80), (40, 24), (50, 50), (37, 29), (8, 8)])
+def test_shrunk_channels_match_opencv_area_resize(shape):
+    # The shrinks chain 2 x 2 block sums where the sides allow it and call cv2.resize otherwise:
+    # either way the result is cv2.resize's INTER_AREA of the 8-bit plane, size rounded up.
+    ctx = ImageContext(random_rgb(shape, seed=sum(shape)))
+    for channel in ("y", "cb", "r"):
+        plane = ctx.plane_8bit(channel)
+        for step in (2, 3, 4, 8):
+            size = (-(-shape[1] // step), -(-shape[0] // step))
+            expected = cv2.resize(plane, size, interpolation=cv2.INTER_AREA)
+            shrunk = shrunk_channel(ctx, channel, step)
+            assert shrunk.dtype == np.float32
+            np.testing.assert_array_equal(shrunk, expected)
 
 
 def test_pyramid_separates_noisy_left_half_from_flat_right_half():
