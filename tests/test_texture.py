@@ -145,7 +145,7 @@ def test_each_scale_is_the_lbp_of_the_block_means():
 
 def test_shrunk_means_are_rounded_as_opencv_rounds_8bit_area_means():
     # Block means exactly half-way between two steps: OpenCV rounds 2 x 2 means half up and
-    # larger blocks' half to even (the block sums 2, 6 give 0.5, 1.5; 8, 24, 32, 96 likewise).
+    # larger blocks' half to even (2 x 2 sums 2 and 6 give 0.5 and 1.5; 4 x 4 sums 8 and 24 too).
     plane = np.zeros((8, 16), np.uint8)
     plane[0, 0] = plane[0, 1] = 1                      # 2x2 block (0, 0) sums to 2: mean 0.5
     plane[2:4, 2] = 3                                  # 2x2 block (1, 1) sums to 6: mean 1.5
