@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import time
 from pathlib import Path
 
@@ -29,6 +30,28 @@ from features.registry import FeatureConfig, families  # noqa: E402
 
 DEFAULT_IMAGES = Path(os.environ.get("DEEPFAKE_DATA", Path(__file__).resolve().parents[2] /
                                      "shared" / "data")) / "images" / "stylegan140k_small"
+
+
+VECTOR_EXTENSIONS = ("avx512f", "avx2", "asimd")  # widest first: x86-64 AVX-512, AVX2; Arm NEON
+
+
+def cpu_description() -> str:
+    """The CPU's model and its widest vector extension, for the benchmark's heading: the same
+    code runs at different speeds on CPUs with and without AVX-512 (NumPy vectorises some
+    float32 functions, log10 among them, only with it), so timings need the machine beside them.
+    """
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:  # not Linux
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"
+    fields = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())  # the first CPU's: all are alike
+    flags = set(fields.get("flags", fields.get("Features", "")).split())
+    widest = next((name for name in VECTOR_EXTENSIONS if name in flags), "below AVX2 or NEON")
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} logical cores, widest vector extension: {widest}"
 
 
 def jpeg_bytes(paths, side: int) -> list[bytes]:
@@ -90,7 +113,7 @@ def main() -> None:
     sizes = {side: jpeg_bytes(paths, side) for side in (256, 512)}
     decoded = {side: [decode_image(b) for b in data] for side, data in sizes.items()}
     print(f"{len(paths)} images from {args.images}; CPU ms per image, one core, the least of "
-          f"{args.repeats} passes\n")
+          f"{args.repeats} passes\nCPU: {cpu_description()}\n")
     print(f"{'':<28}{'256x256':>10}{'512x512':>10}")
     print(f"{'decode (JPEG)':<28}" + "".join(
         f"{ms_per_image(decode_image, sizes[s], args.repeats):>10.2f}" for s in (256, 512)))

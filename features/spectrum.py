@@ -179,7 +179,10 @@ def log_power_features(power: np.ndarray, shape: tuple[int, int], n_bins: int
     """
     rings, size = _rings(*shape, n_bins)
     log_power = power.ravel() + np.float32(POWER_FLOOR)
-    np.log10(log_power, out=log_power)
+    # OpenCV's logarithm, within a few float32 ulps of NumPy's log10: NumPy vectorises float32
+    # log10 only on AVX-512 CPUs, and elsewhere runs scalar code about 18 times slower.
+    cv2.log(log_power, log_power)
+    log_power *= np.float32(1 / math.log(10))
     slope = float(np.dot(_slope_weights(*shape), log_power))
     ring_sum = rings @ log_power
     filled = size > 0
