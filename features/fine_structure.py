@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import scipy.fft
 
-from features.audio_context import AudioContext, named_statistics
+from features.audio_context import AudioContext, named_statistics, natural_log
 from features.registry import register
 from features.spectral import flatness
 
@@ -35,7 +35,7 @@ def envelope_residual(power: np.ndarray, lifter: int) -> np.ndarray:
     bins stay in the envelope, shorter ones (the harmonics of any voice above about 60 Hz, at 30
     coefficients over 7.4 kHz) go to the residual.
     """
-    log_power = np.log(np.maximum(power, POWER_FLOOR))
+    log_power = natural_log(np.maximum(power, POWER_FLOOR))
     basis, basis_t = dct_basis(power.shape[0], lifter)
     envelope = basis_t @ (basis @ log_power)  # DCT, zero from ``lifter`` on, inverse DCT
     return DB_PER_NEPER_POWER * (log_power - envelope)

@@ -7,6 +7,7 @@ structure of voiced speech; these features measure both.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -14,12 +15,13 @@ import numpy as np
 import scipy.fft
 import soxr
 
-from features.audio_context import AudioContext, frame_statistics
+from features.audio_context import AudioContext, frame_statistics, natural_log
 from features.registry import register
 
 PITCH_SR = 8000  # pitch up to 500 Hz needs no more; a quarter of the work of 16 kHz
 RMS_FLOOR = 1e-5  # -100 dBFS: the level given to digital silence
 LOUD_PERCENTILE = 95.0
+DB_PER_NEPER = 20.0 / math.log(10.0)  # 20 log10(x) = this * ln(x), x an amplitude
 
 
 @dataclass(frozen=True)
@@ -115,9 +117,10 @@ def cepstral_peak_prominence(magnitude: np.ndarray, bin_hz: float, *, fmin: floa
     1 / ``fmax`` and 1 / ``fmin``. High for a clear harmonic structure, near 0 for noise.
     """
     length = 2 * (magnitude.shape[0] - 1)
-    log_power = 20.0 * np.log10(np.maximum(magnitude, 1e-5, dtype=np.float32))  # = 10 log10 |X|²
+    # 20 log10 |X| = 10 log10 |X|²
+    log_power = DB_PER_NEPER * natural_log(np.maximum(magnitude, 1e-5, dtype=np.float32))
     # The DFT of the even extension of the log spectrum is its DCT-I.
-    cepstrum = 20.0 * np.log10(np.abs(scipy.fft.dct(log_power, type=1, axis=0)) + 1e-5)
+    cepstrum = DB_PER_NEPER * natural_log(np.abs(scipy.fft.dct(log_power, type=1, axis=0)) + 1e-5)
     quefrency = np.arange(cepstrum.shape[0]) / (length * bin_hz)
     longest = min(1.0 / fmin, quefrency[-1])
     fitted = (quefrency >= 0.001) & (quefrency <= longest)

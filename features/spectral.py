@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from features.audio_context import AudioContext, named_statistics
+from features.audio_context import AudioContext, named_statistics, natural_log
 from features.registry import register
 
 
@@ -71,7 +71,7 @@ def flatness(power: np.ndarray, floor: float = 1e-10) -> np.ndarray:
     """Geometric over arithmetic mean of each frame's power spectrum, the power floored at
     ``floor``."""
     floored = np.maximum(power, floor)
-    return np.exp(np.mean(np.log(floored), axis=0)) / np.mean(floored, axis=0)
+    return np.exp(np.mean(natural_log(floored), axis=0)) / np.mean(floored, axis=0)
 
 
 @register(name="spectral", modality="audio", cost="moderate")
