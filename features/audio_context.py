@@ -15,7 +15,6 @@ from __future__ import annotations
 from functools import cached_property, lru_cache
 from typing import Any, Callable, Sequence
 
-import cv2
 import librosa
 import numpy as np
 import scipy.fft
@@ -142,21 +141,6 @@ def mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> n
     """librosa's Slaney-normalised mel filter bank, float32 (n_mels, n_fft // 2 + 1), cached."""
     bank = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     return bank.astype(np.float32)
-
-
-def natural_log(values: np.ndarray) -> np.ndarray:
-    """ln of positive values, same shape, float32 or float64 as given (other types as float64).
-
-    OpenCV's logarithm, within a few units in the last place of NumPy's: on a CPU without
-    AVX-512, NumPy computes float32 ``log10`` one value at a time and its float32 ``log`` takes
-    about 9 times as long as OpenCV's, which matters on spectrograms of 10^5-10^6 values.
-    """
-    values = np.ascontiguousarray(values)
-    if values.dtype not in (np.float32, np.float64):
-        values = values.astype(np.float64)
-    if values.size == 0:
-        return values.copy()
-    return cv2.log(values).reshape(values.shape)
 
 
 def frame_statistics(values: np.ndarray, stats: Sequence[str]) -> np.ndarray:

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import scipy.fft
 
+from features.logarithm import natural_log
 from features.registry import register
 
 BLOCK = 8
@@ -73,7 +74,7 @@ def global_log_dct_zones(gray: np.ndarray, grid: int) -> np.ndarray:
     # In place: each full-size float32 temporary costs as much as the arithmetic on it.
     np.abs(log_abs, out=log_abs)
     log_abs += LOG_EPS
-    cv2.log(log_abs, log_abs)  # about 9 times faster than NumPy's float32 log on an AVX2 CPU
+    natural_log(log_abs, out=log_abs)
     log_abs[0, 0] = 0.0
     rows, cols = _zone_indicator(gray.shape[0], grid), _zone_indicator(gray.shape[1], grid)
     sums = rows @ log_abs @ cols.T

@@ -17,7 +17,8 @@ from typing import Sequence
 import numpy as np
 import scipy.fft
 
-from features.audio_context import AudioContext, named_statistics, natural_log
+from features.audio_context import AudioContext, named_statistics
+from features.logarithm import natural_log
 from features.registry import register
 from features.spectral import flatness
 

@@ -15,7 +15,8 @@ import numpy as np
 import scipy.fft
 import soxr
 
-from features.audio_context import AudioContext, frame_statistics, natural_log
+from features.audio_context import AudioContext, frame_statistics
+from features.logarithm import natural_log
 from features.registry import register
 
 PITCH_SR = 8000  # pitch up to 500 Hz needs no more; a quarter of the work of 16 kHz

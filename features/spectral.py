@@ -13,7 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from features.audio_context import AudioContext, named_statistics, natural_log
+from features.audio_context import AudioContext, named_statistics
+from features.logarithm import natural_log
 from features.registry import register
 
 

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 import scipy.sparse
 
+from features.logarithm import natural_log
 from features.registry import register
 
 SPECTRUM_CHANNELS = ("y", "cb", "cr", "r", "g", "b")
@@ -179,9 +180,7 @@ def log_power_features(power: np.ndarray, shape: tuple[int, int], n_bins: int
     """
     rings, size = _rings(*shape, n_bins)
     log_power = power.ravel() + np.float32(POWER_FLOOR)
-    # OpenCV's logarithm, within a few float32 ulps of NumPy's log10: NumPy vectorises float32
-    # log10 only on AVX-512 CPUs, and elsewhere runs scalar code about 18 times slower.
-    cv2.log(log_power, log_power)
+    natural_log(log_power, out=log_power)  # not np.log10: scalar code on CPUs without AVX-512
     log_power *= np.float32(1 / math.log(10))
     slope = float(np.dot(_slope_weights(*shape), log_power))
     ring_sum = rings @ log_power

@@ -1,14 +1,12 @@
 """AudioContext: the shared STFT is librosa's, cached once; short inputs are padded; statistics
 over frames have their textbook values."""
-import math
-
 import librosa
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
 from features.audio_context import (MIN_SECONDS, AudioContext, frame_statistics,
-                                    named_statistics, natural_log)
+                                    named_statistics)
 
 SR = 16000
 
@@ -93,20 +91,3 @@ def test_named_statistics_keys():
     assert named_statistics(np.arange(3.0), ["std"], "zcr") == {"zcr_std": pytest.approx(
         np.sqrt(2 / 3))}
 
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_natural_log_is_the_logarithm_to_base_e_within_float_precision(dtype):
-    # Known values: ln 1 = 0, ln e = 1, ln 10^k = k ln 10, over the range of power spectra.
-    exponents = np.arange(-30, 30, dtype=np.float64)
-    values = np.concatenate([[1.0, math.e], 10.0 ** exponents]).astype(dtype)
-    expected = np.concatenate([[0.0, 1.0], exponents * math.log(10.0)])
-    result = natural_log(values.reshape(2, -1))  # a 2-D spectrogram-like block keeps its shape
-    assert result.shape == (2, values.size // 2) and result.dtype == dtype
-    tolerance = 4 * np.finfo(dtype).eps * np.maximum(np.abs(expected), 1.0)
-    assert np.all(np.abs(result.ravel() - expected) <= tolerance)
-
-
-def test_natural_log_of_integers_is_float64_and_of_nothing_is_empty():
-    assert natural_log(np.array([1, 100])).dtype == np.float64
-    assert np.allclose(natural_log(np.array([1, 100])), [0.0, math.log(100.0)], rtol=1e-12)
-    assert natural_log(np.zeros((0, 4), np.float32)).shape == (0, 4)
