@@ -34,6 +34,7 @@ import numpy as np
 
 from features.context import YCRCB_PLANES, ImageContext
 from features.face import FaceBox, largest_face
+from features.histogram import code_counts
 from features.registry import register
 from features.residual import KERNELS, shared_residual
 from features.texture import lbp_bin_merge, lbp_code_map, lbp_mapping
@@ -222,13 +223,12 @@ def region_histograms(codes: np.ndarray, origin: tuple[int, int], regions: FaceR
                       n_codes: int) -> np.ndarray:
     """(3, n_codes) counts of the integer codes ``0 <= code < n_codes`` of a map in each region.
 
-    ``codes`` is uint8 or uint16 (``cv2.calcHist``, one histogram per rectangle, float32
-    counts: exact below 2^24 pixels per rectangle and code).
+    ``codes`` is uint8 or uint16; each rectangle's view is counted in place (``code_counts``).
     """
     histograms = np.zeros((len(REGIONS), n_codes))
     for row, name in enumerate(REGIONS):
         for view in region_views(codes, origin, regions.pieces[name]):
-            histograms[row] += cv2.calcHist([view], [0], None, [n_codes], [0, n_codes])[:, 0]
+            histograms[row] += code_counts(view, n_codes)
     return histograms
 
 

@@ -14,23 +14,11 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from features.context import YCRCB_PLANES
+from features.histogram import code_counts, joint_code_counts
 from features.registry import register
 
 PAIRS = ((0, 1), (0, 2), (1, 2))  # channel pairs (R, G), (R, B), (G, B) and their names
 PAIR_NAMES = ("r_g", "r_b", "g_b")
-
-
-def byte_histogram(image: np.ndarray, channel: int = 0) -> np.ndarray:
-    """Counts of the 256 levels of one channel of an 8-bit image, float64 (256,)."""
-    return cv2.calcHist([image], [channel], None, [256], [0, 256]).ravel().astype(np.float64)
-
-
-def joint_byte_histogram(image: np.ndarray, first: int, second: int) -> np.ndarray:
-    """Counts of the 256 x 256 level pairs (first, second) of two channels of an 8-bit image,
-    float64 (256, 256): one pass gives both channels' histograms and their covariance."""
-    return cv2.calcHist([image], [first, second], None, [256, 256],
-                        [0, 256, 0, 256]).astype(np.float64)
 
 
 def histogram_correlation(joint: np.ndarray, first_levels: np.ndarray,
@@ -105,8 +93,8 @@ def exposure_fractions(brightest: np.ndarray, darkest: np.ndarray, margins: Sequ
     """Shares of clipped pixels: any or all of R, G, B within ``margin`` of 255 (over-exposed) or
     of 0 (under-exposed), for each margin, from the per-pixel max and min of R, G, B."""
     # A pixel has any channel >= t iff its brightest channel does, all iff its darkest does.
-    high = byte_histogram(brightest) / brightest.size
-    low = byte_histogram(darkest) / brightest.size
+    high = code_counts(brightest, 256) / brightest.size
+    low = code_counts(darkest, 256) / brightest.size
     features = {}
     for margin in margins:
         features[f"overexposed_any__margin_{margin}"] = high[255 - margin:].sum()
@@ -150,7 +138,8 @@ def colour(ctx, *, percentiles: Sequence[float] = (5, 25, 50, 75, 95),
     planes = ctx.rgb_planes
     brightest, darkest = ctx.rgb_extremes
     # 8-bit HSV saturation round(255 (max - min) / max); cv2.divide gives 0 where max = 0.
-    saturation = byte_histogram(cv2.divide(cv2.subtract(brightest, darkest), brightest, scale=255))
+    saturation = code_counts(cv2.divide(cv2.subtract(brightest, darkest), brightest, scale=255),
+                             256)
     levels = np.arange(256, dtype=np.float64)
     mean, spread, _, _ = histogram_moments(saturation, levels / 255)
     features = {"saturation__mean": mean, "saturation__std": spread}
@@ -159,7 +148,8 @@ def colour(ctx, *, percentiles: Sequence[float] = (5, 25, 50, 75, 95),
                      for q, level in zip(percentiles, quantiles)})
     features.update(exposure_fractions(brightest, darkest, clip_margins))
 
-    chroma = joint_byte_histogram(ctx.ycrcb8, YCRCB_PLANES["cb"], YCRCB_PLANES["cr"])
+    # One pass over the level pairs gives both chroma histograms and their covariance.
+    chroma = joint_code_counts(ctx.plane_8bit("cb"), ctx.plane_8bit("cr"), 256, 256)
     for name, counts in (("cb", chroma.sum(axis=1)), ("cr", chroma.sum(axis=0))):
         moments = histogram_moments(counts, levels - 128)
         features.update({f"{name}__{moment}": value for moment, value

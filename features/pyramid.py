@@ -16,8 +16,9 @@ import re
 from functools import lru_cache
 from typing import NamedTuple, Sequence
 
-import cv2
 import numpy as np
+
+from features.histogram import COUNTED_DTYPES, check_code_range, code_counts, joint_code_counts
 
 PYRAMID_LEVELS = (1, 2, 4)
 
@@ -57,8 +58,8 @@ def pool_codes(codes: np.ndarray, n_codes: int,
                levels: Sequence[int] = PYRAMID_LEVELS) -> np.ndarray:
     """Normalised code histograms of every pyramid cell, shape ``(sum(L*L), n_codes)``.
 
-    Rows follow ``pyramid_names``: levels in the given order, cells row-major. One ``np.bincount``
-    counts the codes in the blocks of the common refinement of all levels' grids (for levels
+    Rows follow ``pyramid_names``: levels in the given order, cells row-major. One pass counts
+    the codes in the blocks of the common refinement of all levels' grids (for levels
     1, 2, 4: the 4x4 grid); each level's cells are then sums of whole blocks.
     """
     codes = np.asarray(codes)
@@ -68,7 +69,6 @@ def pool_codes(codes: np.ndarray, n_codes: int,
     if levels == (1,):
         histograms = code_counts(codes, n_codes)[None]
     else:
-        _check_codes(codes, n_codes)
         layout = _layout(codes.shape, levels)
         n_row_blocks, n_col_blocks = layout.row_cells.shape[1], layout.col_cells.shape[1]
         blocks = _block_counts(codes, n_codes, levels, layout).reshape(
@@ -81,35 +81,14 @@ def pool_codes(codes: np.ndarray, n_codes: int,
     return np.divide(histograms, totals, out=np.zeros_like(histograms), where=totals > 0)
 
 
-def code_counts(codes: np.ndarray, n_codes: int) -> np.ndarray:
-    """How many entries of a 2-D code map hold each code ``0 .. n_codes - 1``, float64
-    ``(n_codes,)``; a ValueError if a code lies outside that range.
-    """
-    if codes.dtype != np.uint8 or n_codes > 256 or codes.size == 0:
-        _check_codes(codes, n_codes)
-        return np.bincount(codes.ravel(), minlength=n_codes).astype(np.float64)
-    # OpenCV's 8-bit histogram: 2-4x faster than np.bincount on LBP maps of photographs.
-    counts = cv2.calcHist([codes], [0], None, [n_codes], [0, n_codes]).ravel().astype(np.float64)
-    if counts.sum() != codes.size:  # codes beyond the bins were left out: name them
-        _check_codes(codes, n_codes)
-    return counts
-
-
-def _check_codes(codes: np.ndarray, n_codes: int) -> None:
-    if codes.size and (codes.min() < 0 or codes.max() >= n_codes):
-        raise ValueError(f"codes must lie in [0, {n_codes}), found {codes.min()}..{codes.max()}")
-
-
 def _block_counts(codes: np.ndarray, n_codes: int, levels: tuple[int, ...],
                   layout: "_Layout") -> np.ndarray:
     """Code counts per block of the common refinement, shape ``(n_blocks * n_codes,)``."""
     n_blocks = layout.row_cells.shape[1] * layout.col_cells.shape[1]
-    if codes.dtype == np.uint8 and n_blocks <= 256 and codes.size:
-        # OpenCV's 8-bit joint histogram of (block, code) is several times faster than bincount.
-        block_map = _block_map(codes.shape, levels)
-        counts = cv2.calcHist([block_map, codes], [0, 1], None, [n_blocks, n_codes],
-                              [0, n_blocks, 0, n_codes])
-        return counts.ravel().astype(np.float64)
+    if codes.dtype in COUNTED_DTYPES:
+        return joint_code_counts(_block_map(codes.shape, levels), codes, n_blocks, n_codes,
+                                 names=("blocks", "codes")).ravel()
+    check_code_range(codes, n_codes)
     joint = codes.ravel() if layout.block_offsets is None else (
         _scaled_offsets(codes.shape, levels, n_codes) + codes.ravel())
     return np.bincount(joint, minlength=n_blocks * n_codes).astype(np.float64)
@@ -119,7 +98,7 @@ def _block_counts(codes: np.ndarray, n_codes: int, levels: tuple[int, ...],
 def _block_map(shape: tuple[int, int], levels: tuple[int, ...]) -> np.ndarray:
     offsets = _layout(shape, levels).block_offsets
     block_map = np.zeros(shape, np.uint8) if offsets is None else \
-        offsets.reshape(shape).astype(np.uint8)
+        offsets.reshape(shape).astype(np.min_scalar_type(int(offsets.max())))
     block_map.setflags(write=False)
     return block_map
 

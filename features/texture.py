@@ -13,6 +13,7 @@ import numpy as np
 
 from features.compiled import compiled
 from features.context import ImageContext
+from features.histogram import joint_code_counts
 from features.pyramid import check_levels, pool_codes, pyramid_names
 from features.registry import register
 
@@ -341,8 +342,7 @@ def cooccurrence_matrix(levels_image: np.ndarray, offset: tuple[int, int],
         return np.zeros((n_levels, n_levels))
     first = levels_image[max(-dy, 0):max(-dy, 0) + rows, max(-dx, 0):max(-dx, 0) + cols]
     second = levels_image[max(dy, 0):max(dy, 0) + rows, max(dx, 0):max(dx, 0) + cols]
-    counts = cv2.calcHist([first, second], [0, 1], None, [n_levels, n_levels],
-                          [0, n_levels, 0, n_levels]).astype(np.float64)
+    counts = joint_code_counts(first, second, n_levels, n_levels)
     counts += counts.T
     return counts / counts.sum()
 

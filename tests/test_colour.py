@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from features.colour import (colour, histogram_correlation, histogram_moments,
-                             histogram_percentiles, joint_byte_histogram, plane_correlations)
+                             histogram_percentiles, plane_correlations)
 from features.context import ImageContext
 
 
@@ -99,15 +99,6 @@ def test_channel_correlation_sign_and_independence():
     assert features["residual_correlation__r_g"] == pytest.approx(-1.0)
     assert abs(features["correlation__r_b"]) < 0.05
     assert abs(features["residual_correlation__r_b"]) < 0.05
-
-
-def test_joint_byte_histogram_counts_level_pairs():
-    pixels = np.zeros((2, 3, 3), np.uint8)
-    pixels[..., 1] = [[7, 7, 9], [7, 0, 9]]
-    pixels[..., 2] = [[200, 200, 3], [200, 3, 3]]
-    joint = joint_byte_histogram(pixels, 2, 1)
-    assert joint.shape == (256, 256) and joint.sum() == 6
-    assert (joint[200, 7], joint[3, 9], joint[3, 0]) == (3, 2, 1)
 
 
 def test_histogram_correlation_by_hand_and_against_numpy():
