@@ -276,6 +276,8 @@ def fft(ctx, *, channels: Sequence[str] = ("y",), n_bins: int = 32, n_bands: int
     """
     _check_params(channels, n_bins, n_bands, crop)
     height, width = ctx.shape
+    if min(height, width) < 2:  # a one-pixel Hann window is 0: no spectrum to describe
+        raise ValueError(f"fft: the image must be at least 2 x 2 pixels, got {height} x {width}")
     top, left, side = centred_square((height, width), crop)
     regions = [(0, 0, height, width), (top, left, side, side)]  # in the order of REGIONS
     values = []

@@ -162,3 +162,15 @@ def test_power_spectra_are_shared_through_the_context():
 def test_invalid_parameters_are_rejected(params):
     with pytest.raises(ValueError):
         fft(ImageContext(np.zeros((16, 16, 3), np.uint8)), **params)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1)])
+def test_an_image_one_pixel_wide_is_refused_by_name(shape):
+    # A one-pixel periodic Hann window is 0 everywhere: there is no spectrum to normalise.
+    with pytest.raises(ValueError, match=rf"at least 2 x 2 pixels, got {shape[0]} x {shape[1]}"):
+        fft(ImageContext(np.full((*shape, 3), 100, np.uint8)))
+
+
+def test_the_smallest_image_gets_finite_features():
+    rgb = np.array([[[0, 0, 0], [255, 255, 255]], [[255, 255, 255], [0, 0, 0]]], np.uint8)
+    assert np.isfinite(list(fft(ImageContext(rgb)).values())).all()
