@@ -85,8 +85,9 @@ def _block_counts(codes: np.ndarray, n_codes: int, levels: tuple[int, ...],
                   layout: "_Layout") -> np.ndarray:
     """Code counts per block of the common refinement, shape ``(n_blocks * n_codes,)``."""
     n_blocks = layout.row_cells.shape[1] * layout.col_cells.shape[1]
-    if codes.dtype in COUNTED_DTYPES:
-        return joint_code_counts(_block_map(codes.shape, levels), codes, n_blocks, n_codes,
+    block_map = _block_map(codes.shape, levels)
+    if codes.dtype in COUNTED_DTYPES and block_map.dtype in COUNTED_DTYPES:
+        return joint_code_counts(block_map, codes, n_blocks, n_codes,
                                  names=("blocks", "codes")).ravel()
     check_code_range(codes, n_codes)
     joint = codes.ravel() if layout.block_offsets is None else (

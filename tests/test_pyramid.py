@@ -111,3 +111,10 @@ def test_out_of_range_uint8_code_is_an_error_across_levels():
     codes[2, 3] = 12
     with pytest.raises(ValueError, match=r"codes must lie in \[0, 9\), found 0\.\.12"):
         pool_codes(codes, 9, levels=(1, 2))
+
+
+def test_more_blocks_than_8_bit_indices_hold_count_by_the_definition():
+    # Levels 1 and 20 refine a 60 x 60 map into 400 blocks: a 16-bit block map.
+    codes = np.random.default_rng(4).integers(0, 3, size=(60, 60)).astype(np.uint8)
+    np.testing.assert_allclose(pool_codes(codes, 3, levels=(1, 20)),
+                               brute_force_pyramid(codes, 3, (1, 20)))
