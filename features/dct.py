@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import scipy.fft
 
+from features.histogram import code_counts
 from features.logarithm import natural_log
 from features.registry import register
 
@@ -115,10 +116,9 @@ def first_digit_histogram(values: np.ndarray) -> np.ndarray:
     if rounded.max() > _MAX_ROUNDED:
         raise ValueError(f"first_digit_histogram expects |values| <= {_MAX_ROUNDED}")
     # Counting each integer magnitude once, then grouping the counts by first digit, is much
-    # cheaper than looking up a digit for every coefficient. OpenCV's 16-bit histogram counts
-    # faster than np.bincount, and its range, starting at 1, skips the zeros (most coefficients).
-    magnitude_counts = cv2.calcHist([rounded.astype(np.uint16)], [0], None, [_MAX_ROUNDED],
-                                    [1, _MAX_ROUNDED + 1]).ravel()
+    # cheaper than looking up a digit for every coefficient; the zeros (most coefficients) have
+    # no first digit and are dropped.
+    magnitude_counts = code_counts(rounded.astype(np.uint16), _MAX_ROUNDED + 1)[1:]
     counts = np.bincount(_FIRST_DIGIT[1:], weights=magnitude_counts, minlength=10)[1:]
     total = counts.sum()
     return counts / total if total else np.zeros(9)
