@@ -1,4 +1,4 @@
-"""Milliseconds per call of the compiled code counts against ``cv2.calcHist``, on one core.
+"""CPU milliseconds per call of the compiled code counts against ``cv2.calcHist``, on one core.
 
     python benchmarks/bench_histograms.py [--images DIR] [--n 20] [--repeats 7]
 
@@ -13,29 +13,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import cv2  # noqa: E402
 
-from bench_features import DEFAULT_IMAGES, cpu_description, jpeg_bytes  # noqa: E402
+from bench_features import DEFAULT_IMAGES, cpu_description, jpeg_bytes, ms_per_image  # noqa: E402
 from features.context import ImageContext  # noqa: E402
 from features.histogram import code_counts, joint_code_counts  # noqa: E402
 from features.image_decode import decode_image  # noqa: E402
 from features.texture import lbp_code_map  # noqa: E402
-
-
-def least_ms_per_call(function, items, repeats: int) -> float:
-    function(items[0])  # compile or warm up
-    passes = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for item in items:
-            function(item)
-        passes.append(1000 * (time.perf_counter() - start) / len(items))
-    return min(passes)
 
 
 def main() -> None:
@@ -64,12 +52,12 @@ def main() -> None:
             lambda view: code_counts(view, 256),
             lambda view: cv2.calcHist([view], [0], None, [256], [0, 256]), views),
     }
-    print(f"{len(paths)} images from {args.images}; ms per call, one core, the least of "
+    print(f"{len(paths)} images from {args.images}; CPU ms per call, one core, the least of "
           f"{args.repeats} passes\nCPU: {cpu_description()}\n")
     print(f"{'':<24}{'compiled':>10}{'calcHist':>10}")
     for name, (compiled, opencv, items) in cases.items():
-        print(f"{name:<24}{least_ms_per_call(compiled, items, args.repeats):>10.3f}"
-              f"{least_ms_per_call(opencv, items, args.repeats):>10.3f}")
+        print(f"{name:<24}{ms_per_image(compiled, items, args.repeats):>10.3f}"
+              f"{ms_per_image(opencv, items, args.repeats):>10.3f}")
 
 
 if __name__ == "__main__":
