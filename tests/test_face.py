@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from features.context import ImageContext
-from features.face import FaceBox, central_box, face, largest_face
+from features.face import (DETECTION_SIDE, MIN_FACE_FRACTION, FaceBox, _cascade_boxes,
+                           _next_window_side, central_box, face, largest_face)
 
 
 def grey(height, width, value=128):
@@ -63,3 +64,29 @@ def test_box_is_mapped_back_to_full_resolution(shared_data):
     assert not large.fallback
     # Twice the image, twice the box (up to the detector's window steps).
     np.testing.assert_allclose(np.array(large[:4]), 2 * np.array(small[:4]), atol=0.1 * large.w)
+
+
+def test_next_window_side_follows_opencvs_rounded_window_sizes():
+    # The cascade's 24-pixel window grown by 1.2 ** k and rounded: 24, 29, 35, 41, 50, 60, 72.
+    assert [_next_window_side(m) for m in (1, 24, 25, 41, 42, 44, 50, 51, 61)] == \
+        [24, 24, 29, 41, 50, 50, 50, 60, 72]
+
+
+def test_a_face_only_the_smallest_window_fits_is_still_found(shared_data):
+    # The LFW crop padded (edges replicated) to 310 pixels: on the 128-pixel copy its face is
+    # about 50 pixels, which only the smallest window size scans, so the first, cheaper pass
+    # finds nothing and the second must.
+    rgb = real_lfw_image(shared_data("images/lfw_faceswap"))
+    canvas = np.pad(rgb, ((30, 30), (30, 30), (0, 0)), mode="edge")
+    small = cv2.resize(ImageContext(canvas).gray, (DETECTION_SIDE, DETECTION_SIDE),
+                       interpolation=cv2.INTER_AREA)
+    small = np.clip(np.rint(small), 0, 255).astype(np.uint8)
+    min_side = int(MIN_FACE_FRACTION * DETECTION_SIDE)
+    assert len(_cascade_boxes(small, _next_window_side(min_side) + 1)) == 0
+    box = largest_face(ImageContext(canvas))
+    found = largest_face(ImageContext(rgb))
+    assert not box.fallback
+    # The face where it was pasted, about as large as in the crop itself.
+    assert abs(box.x + box.w / 2 - (30 + found.x + found.w / 2)) < 0.1 * found.w
+    assert abs(box.y + box.h / 2 - (30 + found.y + found.h / 2)) < 0.1 * found.h
+    assert 0.8 * found.w < box.w < 1.25 * found.w
