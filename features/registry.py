@@ -28,6 +28,12 @@ MODALITIES = ("image", "audio", "clip")
 # A clip row holds image features of its frames and audio features of its track.
 ACCEPTED_MODALITIES = {"clip": ("image", "audio", "clip")}
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "features"
+# What the families compute, as one number, raised by any release that changes a family's values
+# (not only its names). A configuration's fingerprint includes it, so a resumed extraction never
+# mixes rows of two versions; tables and model bundles record it, and predict warns when a model
+# was fitted on another version's features. 1: until 2026-11-28; 2: the face box of the two-pass
+# cascade scan (``features.face``).
+FEATURE_VERSION = 2
 
 
 class FeatureConfigError(ValueError):
@@ -140,8 +146,10 @@ class FeatureConfig:
         return {name: {k: _thaw(v) for k, v in params} for name, params in self.families}
 
     def fingerprint(self) -> str:
-        text = json.dumps({"modality": self.modality, "families": self.to_mapping()},
-                          sort_keys=True)
+        """What the features of this configuration are: its families, their parameters and the
+        code's ``FEATURE_VERSION``."""
+        text = json.dumps({"modality": self.modality, "families": self.to_mapping(),
+                           "feature_version": FEATURE_VERSION}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def items(self) -> list[tuple[Family, dict[str, Any]]]:

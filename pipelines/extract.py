@@ -28,7 +28,7 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from features.extractor import cached_extractor, extract_files, is_decode_failure
 from features.perturbations import AugmentSpec, augment_plan, source_name
-from features.registry import FeatureConfig, families
+from features.registry import FEATURE_VERSION, FeatureConfig, families
 from pipelines import provenance
 from pipelines.datasets import Dataset, load_dataset
 from pipelines.options import (Option, atomic_path, build_parser, configure_logging,
@@ -274,6 +274,7 @@ def provenance_record(dataset: Dataset, config: FeatureConfig, summary: dict,
     return {
         "feature_config": {"modality": config.modality, "families": config.to_mapping()},
         "feature_fingerprint": config.fingerprint(),
+        "feature_version": FEATURE_VERSION,
         "name_column": dataset.name_column,
         "data_root": str(dataset.root),
         "label_file": str(dataset.label_file) if dataset.label_file else None,

@@ -253,6 +253,8 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
         "model_features": used_names,
         "feature_config": table.meta["feature_config"],
         "feature_fingerprint": table.meta["feature_fingerprint"],
+        # Absent from tables written before the version was recorded: None, which predict flags.
+        "feature_version": table.meta.get("feature_version"),
         "name_column": table.name_column,
         "metrics": {"oof": summary},
         "fallback_score": 0.5,

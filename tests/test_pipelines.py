@@ -1,12 +1,14 @@
 """extract -> fit -> predict on small generated images, through the command-line entry points."""
 import csv
 import json
+import logging
 import os
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from features import registry
 from pipelines import extract, fit, predict
 
 
@@ -81,6 +83,36 @@ def test_predict_refuses_a_bundle_whose_features_do_not_match(dataset, tmp_path,
                          "--out", str(tmp_path / "s.csv")]) == 2
     assert "same names in another order" in capsys.readouterr().err
     assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.parametrize("recorded, expected", [
+    ("same", None),
+    (1, "features of version 1"),
+    ("absent", "a release that did not record its version"),
+])
+def test_predict_warns_when_the_model_saw_another_feature_version(dataset, features, tmp_path,
+                                                                  caplog, recorded, expected):
+    root, _, _ = dataset
+    run = tmp_path / "run"
+    assert fit.main(["--features", str(features), "--out", str(run), "--folds", "2"]) == 0
+    manifest_path = run / "model" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["feature_version"] == registry.FEATURE_VERSION
+    if recorded == "absent":
+        del manifest["feature_version"]
+    elif recorded != "same":
+        manifest["feature_version"] = recorded
+    manifest_path.write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING, logger="pipelines.predict"):
+        assert predict.main(["--model", str(run), "--data-root", str(root), "--n-jobs", "1",
+                             "--out", str(tmp_path / "s.csv")]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if expected is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and expected in warnings[0]
+        assert f"this code computes version {registry.FEATURE_VERSION}" in warnings[0]
+    assert (tmp_path / "s.csv").exists()  # a warning, not a refusal
 
 
 def test_unknown_config_key_is_rejected_naming_it(dataset, tmp_path, capsys):

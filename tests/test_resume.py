@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from features import registry
 from pipelines import extract
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -135,6 +136,26 @@ def test_finished_chunks_are_not_reused_after_an_option_that_changes_them(tmp_pa
     assert extract.main(extract_args(root, out)) == 0
     assert pq.read_table(out).num_rows == 10
     assert out.with_suffix(".errors.csv").read_text().splitlines() == ["img_name,kind,error"]
+
+
+def test_finished_chunks_of_another_feature_version_are_not_reused(tmp_path, monkeypatch,
+                                                                   caplog):
+    # Chunks finished by a release whose families computed other values (an older
+    # FEATURE_VERSION) must be extracted again, not assembled beside the new ones.
+    root, out = tmp_path / "data", tmp_path / "features.parquet"
+    write_images(root, 10, 64)
+    monkeypatch.setattr(registry, "FEATURE_VERSION", registry.FEATURE_VERSION - 1)
+    monkeypatch.setattr(extract, "assemble", lambda *a, **k: (_ for _ in ()).throw(
+        RuntimeError("killed before assembly")))
+    with pytest.raises(RuntimeError):
+        extract.main(extract_args(root, out))
+    old_parts = complete_parts(out.with_name(out.name + ".parts"))
+    assert len(old_parts) == 2
+    monkeypatch.undo()
+    with caplog.at_level(logging.INFO, logger="pipelines.extract"):
+        assert extract.main(extract_args(root, out)) == 0
+    assert "resuming" not in caplog.text
+    assert extract.read_features_metadata(out)["feature_version"] == registry.FEATURE_VERSION
 
 
 def test_assembled_table_does_not_keep_one_row_group_per_chunk(tmp_path):
