@@ -237,6 +237,7 @@ def robustness(bundle, named_sets: Sequence[NamedSet], grid: Sequence[perturbati
     config = FeatureConfig.from_mapping(manifest["feature_config"]["modality"],
                                         manifest["feature_config"]["families"])
     check_features(manifest, cached_extractor(config).names)
+    provenance.warn_on_feature_version(manifest)
     runnable, notes = runnable_grid(grid)
     conditions = [()] + [(step,) for step in runnable]
     rows = []

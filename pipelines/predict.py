@@ -16,8 +16,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from features.extractor import cached_extractor
-from features.registry import FEATURE_VERSION, FeatureConfig
+from features.registry import FeatureConfig
 from models.bundle import check_features, load_bundle
+from pipelines import provenance
 from pipelines.datasets import load_dataset
 from pipelines.extract import extract_dataset
 from pipelines.options import (Option, build_parser, configure_logging, require_data_root,
@@ -53,7 +54,7 @@ def predict_files(model: str, data_root: str, labels: str | None, out: Path,
         raise ValueError("the configured feature families differ from the bundle's; "
                          "predict extracts exactly what the model was trained on")
     check_features(bundle.manifest, cached_extractor(config).names)
-    warn_on_feature_version(bundle.manifest)
+    provenance.warn_on_feature_version(bundle.manifest)
     modality = bundle.manifest.get("modality", config.modality)
     dataset = load_dataset(data_root, labels, require_targets=False, modality=modality)
     features_path = out.with_name(out.stem + ".features.parquet")
@@ -77,19 +78,6 @@ def predict_files(model: str, data_root: str, labels: str | None, out: Path,
                      [(safe_cell(n), fallback) for n in failed])
     return {"n": len(dataset), "n_failed": len(failed), "failed": failed,
             "errors_file": errors, "fallback": fallback}
-
-
-def warn_on_feature_version(manifest: dict) -> None:
-    """Warn when the model was fitted on features another release computed: the names match
-    (``check_features``) but some values may have moved, so its scores are not those it was
-    validated with."""
-    fitted = manifest.get("feature_version")
-    if fitted != FEATURE_VERSION:
-        origin = f"version {fitted}" if fitted is not None else \
-            "a release that did not record its version"
-        log.warning("the model was fitted on features of %s; this code computes version %d, "
-                    "whose values may differ (benchmarks/RESULTS.md). Re-extract and re-fit "
-                    "to score with the model as it was validated", origin, FEATURE_VERSION)
 
 
 def score_table(bundle, features_path: Path, name_column: str) -> dict[str, float]:

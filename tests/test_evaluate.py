@@ -1,6 +1,7 @@
 """pipelines.evaluate end to end on small generated image sets: robustness grid and cross matrix."""
 import csv
 import json
+import logging
 import shutil
 
 import cv2
@@ -107,6 +108,21 @@ def test_default_output_folder_is_inside_the_run(tmp_path, trained):
     assert evaluate.main(["--model", str(copy), "--data-root", str(root), "--n-jobs", "1"]) == 0
     result = json.loads((copy / "robustness" / "robustness.json").read_text())
     assert [r["label"] for r in result["rows"]] == ["as is"]
+
+
+def test_a_model_fitted_on_another_feature_version_is_scored_with_a_warning(tmp_path, trained,
+                                                                            caplog):
+    root, run, _, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    manifest_path = copy / "model" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["feature_version"] = 1
+    manifest_path.write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING):
+        assert evaluate.main(["--model", str(copy), "--data-root", str(root), "--n-jobs", "1"]) == 0
+    assert "fitted on features of version 1" in caplog.text
+    assert (copy / "robustness" / "robustness.json").is_file()
 
 
 def test_several_sets_from_a_config_file(trained, tmp_path):

@@ -103,7 +103,7 @@ def test_predict_warns_when_the_model_saw_another_feature_version(dataset, featu
     elif recorded != "same":
         manifest["feature_version"] = recorded
     manifest_path.write_text(json.dumps(manifest))
-    with caplog.at_level(logging.WARNING, logger="pipelines.predict"):
+    with caplog.at_level(logging.WARNING):
         assert predict.main(["--model", str(run), "--data-root", str(root), "--n-jobs", "1",
                              "--out", str(tmp_path / "s.csv")]) == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
