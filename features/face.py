@@ -81,7 +81,7 @@ def detect_largest_face(gray: np.ndarray) -> FaceBox | None:
         if scale < 1 else gray
     small = np.clip(np.rint(small), 0, 255).astype(np.uint8)
     min_side = max(1, int(MIN_FACE_FRACTION * min(small.shape)))
-    boxes = _cascade_boxes(small, _next_window_side(min_side) + 1)
+    boxes = _cascade_boxes(small, _smallest_window_side(min_side) + 1)
     if len(boxes) == 0:
         boxes = _cascade_boxes(small, min_side)
     if len(boxes) == 0:
@@ -92,7 +92,7 @@ def detect_largest_face(gray: np.ndarray) -> FaceBox | None:
     return FaceBox(x0, y0, x1 - x0, y1 - y0, False)
 
 
-def _next_window_side(min_side: int) -> int:
+def _smallest_window_side(min_side: int) -> int:
     """Side of the smallest window the cascade scans with ``minSize = min_side``: OpenCV grows
     its 24-pixel window by factors ``SCALE_FACTOR ** k``, rounds each size and skips those
     below ``min_side``."""

@@ -30,9 +30,9 @@ ACCEPTED_MODALITIES = {"clip": ("image", "audio", "clip")}
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "features"
 # What the families compute, as one number, raised by any release that changes a family's values
 # (not only its names). A configuration's fingerprint includes it, so a resumed extraction never
-# mixes rows of two versions; tables and model bundles record it, and predict warns when a model
-# was fitted on another version's features. 1: until 2026-11-28; 2: the face box of the two-pass
-# cascade scan (``features.face``).
+# mixes rows of two versions; tables and model bundles record it, and predict and evaluate warn
+# when a model was fitted on another version's features. 1: until 2026-11-28; 2: the face box of
+# the two-pass cascade scan (``features.face``).
 FEATURE_VERSION = 2
 
 

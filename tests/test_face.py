@@ -5,7 +5,7 @@ import pytest
 
 from features.context import ImageContext
 from features.face import (DETECTION_SIDE, MIN_FACE_FRACTION, FaceBox, _cascade_boxes,
-                           _next_window_side, central_box, face, largest_face)
+                           _smallest_window_side, central_box, face, largest_face)
 
 
 def grey(height, width, value=128):
@@ -66,9 +66,9 @@ def test_box_is_mapped_back_to_full_resolution(shared_data):
     np.testing.assert_allclose(np.array(large[:4]), 2 * np.array(small[:4]), atol=0.1 * large.w)
 
 
-def test_next_window_side_follows_opencvs_rounded_window_sizes():
+def test_smallest_window_side_follows_opencvs_rounded_window_sizes():
     # The cascade's 24-pixel window grown by 1.2 ** k and rounded: 24, 29, 35, 41, 50, 60, 72.
-    assert [_next_window_side(m) for m in (1, 24, 25, 41, 42, 44, 50, 51, 61)] == \
+    assert [_smallest_window_side(m) for m in (1, 24, 25, 41, 42, 44, 50, 51, 61)] == \
         [24, 24, 29, 41, 50, 50, 50, 60, 72]
 
 
@@ -82,7 +82,7 @@ def test_a_face_only_the_smallest_window_fits_is_still_found(shared_data):
                        interpolation=cv2.INTER_AREA)
     small = np.clip(np.rint(small), 0, 255).astype(np.uint8)
     min_side = int(MIN_FACE_FRACTION * DETECTION_SIDE)
-    assert len(_cascade_boxes(small, _next_window_side(min_side) + 1)) == 0
+    assert len(_cascade_boxes(small, _smallest_window_side(min_side) + 1)) == 0
     box = largest_face(ImageContext(canvas))
     found = largest_face(ImageContext(rgb))
     assert not box.fallback
