@@ -6,10 +6,10 @@ wavelet codes (``blend``). They are counted here in one compiled pass over the m
 any strides, so views need no copy. On a 2-core AMD EPYC (AVX2) this took 0.12 ms per 510 x 510
 LBP map against 0.18 ms for ``cv2.calcHist``, 0.42 against 0.73 ms for the 256 x 256 joint
 chroma histogram and 0.28 against 0.47 ms for ``dct``'s 262,144 rounded coefficient
-magnitudes (uint16 conversion included); on a 300 x 70 view, where call overhead weighs most, the two were about even
-(``benchmarks/bench_histograms.py``; benchmarks/RESULTS.md, "Compiled histograms"). One
-mechanism serves every family, and its counts are exact integers, so every feature built on
-them is the same to the bit as with OpenCV's float32 counts.
+magnitudes (uint16 conversion included); on a 300 x 70 view, where call overhead weighs most,
+the two were about even (``benchmarks/bench_histograms.py``; benchmarks/RESULTS.md, "Compiled
+histograms"). One mechanism serves every family, and its counts are exact integers, so every
+feature built on them is the same to the bit as with OpenCV's float32 counts.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The natural logarithm of large float arrays (spectra, spectrograms), for image and audio families.
+"""The natural logarithm of large float arrays (spectra, spectrograms), for image and audio
+families.
 
 NumPy has a vectorised float32 ``log10`` only for AVX-512 CPUs and otherwise computes it one value
 at a time (``numpy.lib.introspect.opt_func_info(func_name="log10", signature="float32")``), and its

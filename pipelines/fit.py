@@ -253,7 +253,8 @@ def fit_run(table: FeatureTable, out: Path, settings: dict[str, Any]) -> dict:
         "model_features": used_names,
         "feature_config": table.meta["feature_config"],
         "feature_fingerprint": table.meta["feature_fingerprint"],
-        # Absent from tables written before the version was recorded: None, which predict and evaluate flag.
+        # Absent from tables written before the version was recorded: None, which predict and
+        # evaluate flag.
         "feature_version": table.meta.get("feature_version"),
         "name_column": table.name_column,
         "metrics": {"oof": summary},
