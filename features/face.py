@@ -36,10 +36,10 @@ FALLBACK_FRACTION = 0.6   # side of the central fallback square, as a fraction o
 # minSize 0.45-0.5 or a maxSize, the alt/alt2/alt_tree cascades. Each saved 0.3-2 ms but moved
 # the detection rate by 1 point or more, or the box to a mean IoU below 0.9, on some set (a
 # 120-pixel copy passed on one sample and failed on a second), so detection stays as it is,
-# apart from the order of the window sizes (``detect_largest_face``), which keeps the rate.
-# Scanning from coarser still (leaving out the two or three smallest sizes first) saved 0.9-1.9
-# ms more, but its boxes are larger and laundered lfw_faceswap lost 0.0025 of out-of-fold AUC
-# (benchmarks/RESULTS.md, "Face detection from coarse to fine").
+# apart from a first scan without the smallest window size (``detect_largest_face``), which
+# keeps the rate. Scanning from coarser still (leaving out the two or three smallest sizes
+# first) saved 0.9-1.9 ms more, but its boxes are larger and laundered lfw_faceswap lost 0.0025
+# of out-of-fold AUC (benchmarks/RESULTS.md, "Face detection from coarse to fine").
 
 
 class FaceBox(NamedTuple):
