@@ -36,26 +36,31 @@ def neighbour_offsets(radius: float) -> np.ndarray:
 
 class _Sampling(NamedTuple):
     """Per neighbour p: the (row, col) offset of the top-left pixel it is read from (the pixel
-    itself on the grid, else the top-left of the 2x2 pixels around it), whether it is on the grid,
-    and its 2x2 bilinear weights (zeros on the grid)."""
+    itself on the grid, else the top-left of the 2x2 pixels around it) and its 2x2 bilinear
+    weights (zeros on the grid). With an integer radius, neighbours 0, 2, 4 and 6 (at 0, 90,
+    180 and 270 degrees) lie on the grid and 1, 3, 5 and 7 (at R / sqrt(2) along each axis)
+    between pixels."""
 
     tops: np.ndarray
     lefts: np.ndarray
-    on_grid: np.ndarray
     weights: np.ndarray
+
+
+ON_GRID = (True, False) * (N_NEIGHBOURS // 2)  # which neighbours an integer radius puts on it
 
 
 @lru_cache(maxsize=None)
 def _sampling(radius: int) -> _Sampling:
-    tops, lefts, on_grid = (np.zeros(N_NEIGHBOURS, np.int64) for _ in range(3))
+    tops, lefts = np.zeros(N_NEIGHBOURS, np.int64), np.zeros(N_NEIGHBOURS, np.int64)
     weights = np.zeros((N_NEIGHBOURS, 2, 2), np.float32)
     for p, (dy, dx) in enumerate(neighbour_offsets(radius)):
         tops[p], lefts[p] = np.floor(dy), np.floor(dx)
         fy, fx = dy - tops[p], dx - lefts[p]
-        on_grid[p] = fy == 0 and fx == 0
-        if not on_grid[p]:
+        if (fy == 0 and fx == 0) != ON_GRID[p]:  # the compiled loop relies on this layout
+            raise AssertionError(f"LBP neighbour {p} of radius {radius} is not where expected")
+        if not ON_GRID[p]:
             weights[p] = np.outer([1 - fy, fy], [1 - fx, fx])
-    sampling = _Sampling(tops, lefts, on_grid.astype(np.bool_), weights)
+    sampling = _Sampling(tops, lefts, weights)
     for array in sampling:
         array.setflags(write=False)
     return sampling
@@ -82,30 +87,45 @@ def lbp_patterns(image: np.ndarray, radius: int) -> np.ndarray:
 
 
 @compiled
-def _lbp_rows(image, radius, tops, lefts, on_grid, weights, tolerance,
-              patterns):  # pragma: no cover
-    # Row by row: a row's patterns stay in cache while its 8 neighbours are compared, and each
-    # inner loop is branch-free, so it is vectorised. Half the time of OpenCV calls over the
-    # whole image (a 2x2 filter and a comparison per neighbour). Interpolation is the only
-    # rounding, so the tie tolerance is added to the interpolated values alone.
+def _at_least(value, centre):  # pragma: no cover
+    return np.int32(value >= centre)
+
+
+@compiled
+def _bilinear(upper, lower, j, weights):  # pragma: no cover
+    return (weights[0, 0] * upper[j] + weights[0, 1] * upper[j + 1] + weights[1, 0] * lower[j]
+            + weights[1, 1] * lower[j + 1])
+
+
+@compiled
+def _lbp_rows(image, radius, tops, lefts, weights, tolerance, patterns):  # pragma: no cover
+    # Row by row, all 8 neighbours of a pixel in one branch-free inner loop, which is
+    # vectorised, and one store of its pattern: 15-20 % less time than a pass over the row per
+    # neighbour, and half that of OpenCV calls over the whole image (a 2x2 filter and a
+    # comparison per neighbour). Interpolation is the only rounding, so the tie tolerance is
+    # added to the interpolated values alone.
     height, width = patterns.shape
     for i in range(height):
-        row = patterns[i]
-        centre = image[radius + i, radius:radius + width]
-        for p in range(8):
-            top, left, bit = radius + i + tops[p], radius + lefts[p], np.uint8(1 << p)
-            upper = image[top, left:left + width + 1]
-            if on_grid[p]:
-                for j in range(width):
-                    row[j] |= np.uint8(upper[j] >= centre[j]) * bit
-            else:
-                lower = image[top + 1, left:left + width + 1]
-                w00, w01 = weights[p, 0, 0], weights[p, 0, 1]
-                w10, w11 = weights[p, 1, 0], weights[p, 1, 1]
-                for j in range(width):
-                    value = (w00 * upper[j] + w01 * upper[j + 1] + w10 * lower[j]
-                             + w11 * lower[j + 1] + tolerance)
-                    row[j] |= np.uint8(value >= centre[j]) * bit
+        row = radius + i
+
+        def neighbour(p, below=0):  # the row neighbour p is read from, from its left pixel on
+            return image[row + tops[p] + below, radius + lefts[p]:]
+
+        n0, n1, n2, n3 = neighbour(0), neighbour(1), neighbour(2), neighbour(3)
+        n4, n5, n6, n7 = neighbour(4), neighbour(5), neighbour(6), neighbour(7)
+        l1, l3, l5, l7 = neighbour(1, 1), neighbour(3, 1), neighbour(5, 1), neighbour(7, 1)
+        w1, w3, w5, w7 = weights[1], weights[3], weights[5], weights[7]
+        centre, out = image[row, radius:radius + width], patterns[i]
+        for j in range(width):
+            g = centre[j]
+            out[j] = (_at_least(n0[j], g)
+                      | _at_least(_bilinear(n1, l1, j, w1) + tolerance, g) << 1
+                      | _at_least(n2[j], g) << 2
+                      | _at_least(_bilinear(n3, l3, j, w3) + tolerance, g) << 3
+                      | _at_least(n4[j], g) << 4
+                      | _at_least(_bilinear(n5, l5, j, w5) + tolerance, g) << 5
+                      | _at_least(n6[j], g) << 6
+                      | _at_least(_bilinear(n7, l7, j, w7) + tolerance, g) << 7)
 
 
 @lru_cache(maxsize=None)

@@ -1,8 +1,9 @@
+import cv2
 import numpy as np
 import pytest
 
 from features.colour import (colour, histogram_correlation, histogram_moments,
-                             histogram_percentiles, plane_correlations)
+                             histogram_percentiles, laplacian, plane_correlations)
 from features.context import ImageContext
 
 
@@ -158,3 +159,47 @@ def test_names_do_not_depend_on_image_size_and_values_are_finite():
 def test_invalid_parameters_are_rejected(params):
     with pytest.raises(ValueError):
         colour(_image(np.zeros((8, 8, 3))), **params)
+
+
+def test_laplacian_by_hand_with_the_edge_pixel_repeated_at_the_borders():
+    plane = np.array([[1, 2, 4],
+                      [8, 16, 32]], np.uint8)
+    # (0, 0): up = itself 1, down 8, left = itself 1, right 2 -> 1 + 8 + 1 + 2 - 4 = 8.
+    # (1, 1): up 2, down = itself 16, left 8, right 32 -> 2 + 16 + 8 + 32 - 64 = -6.
+    # (0, 2): up = itself 4, down 32, left 2, right = itself 4 -> 42 - 16 = 26.
+    # (1, 2): up 4, down = itself 32, left 16, right = itself 32 -> 84 - 128 = -44.
+    expected = np.array([[8, 15, 26],
+                         [1, -6, -44]], np.int16)
+    assert laplacian(plane).dtype == np.int16
+    np.testing.assert_array_equal(laplacian(plane), expected)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (2, 2), (31, 17), (64, 64)])
+def test_laplacian_matches_opencv_with_reflected_borders(shape):
+    rng = np.random.default_rng(sum(shape))
+    plane = rng.integers(0, 256, shape).astype(np.uint8)
+    plane[0, 0] = 255  # an extreme corner: 4 * 255 must not wrap
+    expected = cv2.Laplacian(plane, cv2.CV_16S, ksize=1, borderType=cv2.BORDER_REFLECT)
+    np.testing.assert_array_equal(laplacian(plane), expected)
+
+
+def test_laplacian_rejects_non_8bit_planes():
+    with pytest.raises(ValueError, match="uint8"):
+        laplacian(np.zeros((4, 4), np.float32))
+
+
+def test_plane_correlations_of_signed_residuals_match_numpy():
+    rng = np.random.default_rng(7)
+    first = rng.integers(-1020, 1021, (90, 70)).astype(np.int16)
+    second = (first // 3 + rng.integers(-300, 301, first.shape)).astype(np.int16)
+    expected = np.corrcoef(first.ravel(), second.ravel())[0, 1]
+    assert plane_correlations([first, second], [(0, 1)])[0] == pytest.approx(expected, abs=1e-12)
+
+
+def test_plane_correlations_of_fractional_float_planes_match_numpy():
+    # Values below 1 in magnitude: truncating them to integers would make every plane constant.
+    rng = np.random.default_rng(8)
+    first = rng.random((40, 30)).astype(np.float32)
+    second = (0.5 * first + 0.3 * rng.random(first.shape)).astype(np.float32)
+    expected = np.corrcoef(first.ravel().astype(np.float64), second.ravel())[0, 1]
+    assert plane_correlations([first, second], [(0, 1)])[0] == pytest.approx(expected, abs=1e-6)
