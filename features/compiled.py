@@ -6,7 +6,8 @@ and cached next to their module or in the user's cache folder, so each process l
 instead of compiling them (3.5-5 s for the default preset on a 2-core AMD EPYC, against 0.5-0.8 s
 to load them). A read-only install whose user has no writable home (containers run as another
 user, Nix) gives numba no place for that cache, and ``njit(cache=True)`` then raises RuntimeError
-as the module is imported; there the loops are compiled once per process instead. ``NUMBA_CACHE_DIR`` names a cache folder explicitly.
+as the module is imported; there the loops are compiled once per process instead.
+``NUMBA_CACHE_DIR`` names a cache folder explicitly.
 """
 from __future__ import annotations
 
