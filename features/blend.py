@@ -18,11 +18,12 @@ moments and histograms are sums of OpenCV sums and histograms over array views, 
 A statistic's value at a pixel belongs to the pixel its kernel is anchored at; pixels whose
 kernel would leave the image have no value and count in no region.
 
-Maps shared through ``ctx.shared``: the residuals of ``features.residual.shared_residual``, the
-raw 8-bit LBP patterns ``("lbp", "y", 1, "default", 1)`` (full size) of
-``features.texture.lbp_code_map`` (the texture family computes the same map) and the regions
-``("face_regions", inner_scale, ring_scale, band_width)``. Maps only this family uses (Haar
-details, Laplacian) are computed on the regions' window alone.
+Maps shared through ``ctx.shared``: the raw 8-bit LBP patterns ``("lbp", "y", 1, "default", 1)``
+(full size) of ``features.texture.lbp_code_map`` (the texture family computes the same map) and
+the regions ``("face_regions", inner_scale, ring_scale, band_width)``. The other maps (SRM
+residuals, Haar details, Laplacian) are computed as exact int16 or uint16 integers from the 8-bit
+planes, on the regions' window alone: the default preset has no other family that reads them
+over the whole image.
 """
 from __future__ import annotations
 
@@ -32,11 +33,12 @@ from typing import NamedTuple, Sequence
 import cv2
 import numpy as np
 
+from features.colour import laplacian
 from features.context import YCRCB_PLANES, ImageContext
 from features.face import FaceBox, largest_face
 from features.histogram import code_counts
 from features.registry import register
-from features.residual import KERNELS, shared_residual
+from features.residual import KERNELS, residual_map
 from features.texture import lbp_bin_merge, lbp_code_map, lbp_mapping
 
 REGIONS = ("inner", "ring", "band")
@@ -138,9 +140,11 @@ def region_views(values: np.ndarray, origin: tuple[int, int], rects: Sequence[Re
 
     ``values[i, j]`` belongs to image pixel ``(i + origin[0], j + origin[1])``.
     """
+    (top, left), (height, width) = origin, values.shape[:2]
     views = []
-    for rect in rects:
-        y0, y1, x0, x1 = rect.shift(-origin[0], -origin[1]).clip(*values.shape[:2])
+    for y0, y1, x0, x1 in rects:  # Rect.shift and Rect.clip, unrolled: called per map and region
+        y0, y1, x0, x1 = max(y0 - top, 0), min(y1 - top, height), max(x0 - left, 0), \
+            min(x1 - left, width)
         if y0 < y1 and x0 < x1:
             views.append(values[y0:y1, x0:x1])
     return views
@@ -155,18 +159,6 @@ def window_view(values: np.ndarray, origin: tuple[int, int], window: Rect
     """
     y0, y1, x0, x1 = window.shift(-origin[0], -origin[1]).clip(*values.shape[:2])
     return values[y0:y1, x0:x1], (origin[0] + y0, origin[1] + x0)
-
-
-def integer_moments(values: np.ndarray, origin: tuple[int, int], regions: FaceRegions
-                    ) -> np.ndarray:
-    """``region_moments`` of an integer-valued float32 map, summed as int16 over the window.
-
-    OpenCV sums int16 data several times faster than float32, and the moments only read the
-    window. The values must be integers within int16 range: residuals and Laplacians of 8-bit
-    channels are (at most the kernel's sum of |coefficients| times 255, below 32767).
-    """
-    view, origin = window_view(values, origin, regions.window)
-    return region_moments(view.astype(np.int16), origin, regions)
 
 
 def region_moments(values: np.ndarray, origin: tuple[int, int], regions: FaceRegions
@@ -263,16 +255,29 @@ def diagonal_detail(channel: np.ndarray) -> np.ndarray:
     """Integer codes ``x[i,j] - x[i,j+1] - x[i+1,j] + x[i+1,j+1] + 510`` of an 8-bit channel.
 
     Twice the finest diagonal (HH) coefficient of the undecimated orthonormal Haar wavelet
-    transform; the code of pixel (i, j), shape (H - 1, W - 1).
+    transform; the code of pixel (i, j), shape (H - 1, W - 1). ``channel`` is a uint8 plane.
     """
     kernel = np.array([[1, -1], [-1, 1]], np.float32)
-    detail = cv2.filter2D(channel, cv2.CV_32F, kernel, anchor=(0, 0), delta=HH_OFFSET)
-    return detail[:-1, :-1].astype(np.uint16)
+    detail = cv2.filter2D(channel, cv2.CV_16S, kernel, anchor=(0, 0), delta=HH_OFFSET)
+    return detail[:-1, :-1].view(np.uint16)  # codes 0 .. 1020: the same numbers
 
 
-def _laplacian(y: np.ndarray) -> np.ndarray:
-    """4-neighbour Laplacian of the interior pixels, pixel (i + 1, j + 1) at [i, j]."""
-    return cv2.Laplacian(y, cv2.CV_32F, ksize=1)[1:-1, 1:-1]
+def window_residual(plane: np.ndarray, window: Rect, kernel: str, direction: str
+                    ) -> tuple[np.ndarray, tuple[int, int]]:
+    """The int16 residual ``K * x`` of an 8-bit plane at every pixel of ``window`` where the
+    kernel lies inside the image, and the image pixel its [0, 0] belongs to.
+
+    Only the window and the kernel's reach around it are filtered: the values are those of the
+    whole image's residual map, at a fraction of its cost.
+    """
+    weights, anchor, _, directional = KERNELS[kernel]
+    if directional and direction == "v":
+        weights, anchor = weights.T, anchor[::-1]
+    reach_y, reach_x = weights.shape
+    top, left = max(window.y0 - reach_y, 0), max(window.x0 - reach_x, 0)
+    part = plane[top:max(window.y1 + reach_y, top), left:max(window.x1 + reach_x, left)]
+    return (residual_map(part, kernel, direction, cv2.CV_16S),
+            (top + anchor[0], left + anchor[1]))
 
 
 def _residual_moments(ctx: ImageContext, channel: str, kernels: Sequence[str],
@@ -280,14 +285,14 @@ def _residual_moments(ctx: ImageContext, channel: str, kernels: Sequence[str],
     """Moments of each residual ``r = (K * x) / c`` of one channel, keyed by its name."""
     moments = {}
     for kernel in kernels:
-        _, anchor, scale, directional = KERNELS[kernel]
+        scale, directional = KERNELS[kernel].scale, KERNELS[kernel].directional
         # Count, mean, variance and mean |r| of K * x, in units of r = (K * x) / c.
         units = np.array([[1.0], [scale], [scale ** 2], [scale]])
         for direction in ("h", "v") if directional else ("h",):
-            origin = anchor[::-1] if directional and direction == "v" else anchor
-            values = shared_residual(ctx, channel, kernel, direction)
+            values, origin = window_residual(ctx.plane_8bit(channel), regions.window, kernel,
+                                             direction)
             name = f"{channel}_{kernel}_{direction}" if directional else f"{channel}_{kernel}"
-            moments[name] = integer_moments(values, origin, regions) / units
+            moments[name] = region_moments(values, origin, regions) / units
     return moments
 
 
@@ -410,7 +415,7 @@ def blend(ctx: ImageContext, *, channels: Sequence[str] = ("y", "cb", "cr"),
             features.update(_contrasts(f"{name}_std", np.sqrt(variance), counts, True))
             features.update(_contrasts(f"{name}_mean_abs", mean_abs, counts, True))
         # The window and one more row and column: the 2 x 2 details of its last pixels.
-        values, origin = window_view(ctx.channel(channel), (0, 0), Rect(
+        values, origin = window_view(ctx.plane_8bit(channel), (0, 0), Rect(
             window.y0, window.y1 + 1, window.x0, window.x1 + 1))
         histograms = region_histograms(diagonal_detail(values), origin, regions,
                                        2 * HH_OFFSET + 1)
@@ -424,9 +429,10 @@ def blend(ctx: ImageContext, *, channels: Sequence[str] = ("y", "cb", "cr"),
         features.update(_contrasts(f"{channel}_mean", means[plane], counts, False))
         features.update(_contrasts(f"{channel}_std", np.sqrt(variances[plane]), counts, True))
     # The window and a one-pixel margin: the Laplacian of its pixels, anchored at the centre.
-    values, (top, left) = window_view(ctx.channel("y"), (0, 0), Rect(
+    values, (top, left) = window_view(ctx.plane_8bit("y"), (0, 0), Rect(
         window.y0 - 1, window.y1 + 1, window.x0 - 1, window.x1 + 1))
-    counts, _, variance, _ = integer_moments(_laplacian(values), (top + 1, left + 1), regions)
+    counts, _, variance, _ = region_moments(laplacian(values)[1:-1, 1:-1], (top + 1, left + 1),
+                                            regions)
     features.update(_contrasts("y_laplacian_var", variance, counts, True))
     features.update(_lbp_features(ctx, regions))
     return features

@@ -17,6 +17,7 @@ are perceptual (ΔE*ab).
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import cv2
@@ -67,9 +68,13 @@ def eye_window(rgb: np.ndarray, centre: tuple[int, int], half: int) -> np.ndarra
     ``WINDOW_SIZE`` a side, as float32 CIELAB (L in [0, 100])."""
     x, y = centre
     height, width = rgb.shape[:2]
-    rows = np.clip(np.arange(y - half, y + half + 1), 0, height - 1)
-    cols = np.clip(np.arange(x - half, x + half + 1), 0, width - 1)
-    window = rgb[np.ix_(rows, cols)].astype(np.float32) * np.float32(1 / 255)
+    if half <= x < width - half and half <= y < height - half:  # inside: a view, no gather
+        window = rgb[y - half:y + half + 1, x - half:x + half + 1]
+    else:
+        rows = np.clip(np.arange(y - half, y + half + 1), 0, height - 1)
+        cols = np.clip(np.arange(x - half, x + half + 1), 0, width - 1)
+        window = rgb[np.ix_(rows, cols)]
+    window = window.astype(np.float32) * np.float32(1 / 255)
     shrinking = 2 * half + 1 > WINDOW_SIZE
     window = cv2.resize(window, (WINDOW_SIZE, WINDOW_SIZE),
                         interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
@@ -84,6 +89,33 @@ def _iris_disc() -> np.ndarray:
     return distance < IRIS_DISC * WINDOW_SIZE / (2 * WINDOW_RADII)
 
 
+def row_medians(rows: np.ndarray) -> np.ndarray:
+    """``np.median(rows, axis=1)`` of a float32 (k, n) array without NaN, n >= 1: the middle
+    value of each row, or the mean of the two middle ones, from one partition. The same values
+    as NumPy's, at a tenth of the cost on the eye windows, where NumPy's calls weigh most."""
+    half = rows.shape[1] // 2
+    if rows.shape[1] % 2:
+        return np.partition(rows, half, axis=1)[:, half]
+    middle = np.partition(rows, (half - 1, half), axis=1)
+    return (middle[:, half - 1] + middle[:, half]) / rows.dtype.type(2)
+
+
+def row_quantiles(rows: np.ndarray, q: float) -> np.ndarray:
+    """``np.quantile(rows, q, axis=1)`` of a float32 (k, n) array without NaN, n >= 1, for a
+    Python float ``q`` in [0, 1]: NumPy's default ("linear", Hyndman & Fan's definition 7)
+    interpolation between the order statistics around ``(n - 1) q``, in float32 as NumPy
+    computes it for a float ``q``, from one partition."""
+    virtual = (rows.shape[1] - 1) * q
+    below = min(math.floor(virtual), rows.shape[1] - 1)
+    above = min(below + 1, rows.shape[1] - 1)
+    gamma = virtual - below
+    ordered = np.partition(rows, (below, above), axis=1)
+    low, high = ordered[:, below], ordered[:, above]
+    step = high - low
+    # NumPy's lerp: from the nearer end, so that gamma 0 and 1 give the order statistics.
+    return high - step * (1 - gamma) if gamma >= 0.5 else low + step * gamma
+
+
 def eye_statistics(labs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``STATISTICS`` of each eye window of ``labs`` (n, 24, 24, 3), one row per eye; the
     highlight masks, the L planes and their Laplacians, each (n, 24, 24)."""
@@ -92,17 +124,17 @@ def eye_statistics(labs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     lightness = np.ascontiguousarray(labs[..., 0])
     flat = lightness.reshape(len(labs), -1)
     disc = _iris_disc()
-    level = np.quantile(lightness[:, disc], 1 - HIGHLIGHT_SHARE, axis=1)
+    level = row_quantiles(lightness[:, disc], 1 - HIGHLIGHT_SHARE)
     body = disc & (lightness <= level[:, None, None])
-    iris_colour = np.array([np.median(lab[mask], axis=0) for lab, mask in zip(labs, body)])
-    median, peak, spread = np.median(flat, axis=1), flat.max(axis=1), flat.std(axis=1)
+    iris_colour = np.array([row_medians(lab[mask].T) for lab, mask in zip(labs, body)])
+    median, peak, spread = row_medians(flat), flat.max(axis=1), flat.std(axis=1)
     brightest = [np.unravel_index(np.argmax(cv2.GaussianBlur(plane, (0, 0), 0.7)), plane.shape)
                  for plane in lightness]
     highlight = lightness > (median + HIGHLIGHT_LEVEL * (peak - median))[:, None, None]
     highlight[peak <= median] = False  # a flat window has no highlight
     laplacian = np.array([cv2.Laplacian(plane, cv2.CV_32F) for plane in lightness])
     residual = np.array([plane - cv2.blur(plane, (3, 3)) for plane in lightness])
-    noise = np.median(np.abs(residual).reshape(len(labs), -1), axis=1)
+    noise = row_medians(np.abs(residual).reshape(len(labs), -1))
     centre = (WINDOW_SIZE - 1) / 2
     rows, cols = np.array(brightest, dtype=np.float64).T
     values = np.column_stack([

@@ -32,12 +32,10 @@ def code_counts(codes: np.ndarray, n_codes: int) -> np.ndarray:
     if codes.dtype not in COUNTED_DTYPES:
         check_code_range(codes, n_codes)
         return np.bincount(codes.ravel(), minlength=n_codes).astype(np.float64)
-    counts = np.zeros((4, n_codes + 1), np.int64)
-    _count_rows(_rows(codes), counts)
-    counts = counts.sum(axis=0)
+    counts = _tallies(_rows(codes), n_codes)
     if counts[n_codes]:  # the last bin gathers codes beyond the range
         check_code_range(codes, n_codes)
-    return counts[:n_codes].astype(np.float64)
+    return counts[:n_codes]
 
 
 def joint_code_counts(first: np.ndarray, second: np.ndarray, n_first: int, n_second: int,
@@ -80,6 +78,18 @@ def _rows(codes: np.ndarray) -> np.ndarray:
     if codes.ndim == 2:
         return codes
     return codes.reshape(1, -1) if codes.ndim < 2 else codes.reshape(-1, codes.shape[-1])
+
+
+@compiled
+def _tallies(codes, n_codes):  # pragma: no cover
+    # The counts of codes 0 .. n_codes - 1 and, last, of those beyond, as float64 (exact):
+    # allocated and summed here, as NumPy's calls for that cost more than counting a small map.
+    counts = np.zeros((4, n_codes + 1), np.int64)
+    _count_rows(codes, counts)
+    total = np.empty(n_codes + 1, np.float64)
+    for k in range(n_codes + 1):
+        total[k] = counts[0, k] + counts[1, k] + counts[2, k] + counts[3, k]
+    return total
 
 
 @compiled

@@ -66,17 +66,18 @@ def pool_codes(codes: np.ndarray, n_codes: int,
     if codes.ndim != 2:
         raise ValueError(f"expected a 2-D code map, got shape {codes.shape}")
     levels = check_levels(levels)
-    if levels == (1,):
-        histograms = code_counts(codes, n_codes)[None]
-    else:
-        layout = _layout(codes.shape, levels)
-        n_row_blocks, n_col_blocks = layout.row_cells.shape[1], layout.col_cells.shape[1]
-        blocks = _block_counts(codes, n_codes, levels, layout).reshape(
-            n_row_blocks, n_col_blocks, n_codes)
-        cells = [np.einsum("ra,cb,rcn->abn", _one_hot(layout.row_cells[i], level),
-                           _one_hot(layout.col_cells[i], level), blocks).reshape(-1, n_codes)
-                 for i, level in enumerate(levels)]
-        histograms = np.concatenate(cells)
+    if levels == (1,):  # the whole map: the common case, kept free of the array calls below
+        counts = code_counts(codes, n_codes)
+        total = counts.sum()
+        return (counts / total if total > 0 else np.zeros(n_codes))[None]
+    layout = _layout(codes.shape, levels)
+    n_row_blocks, n_col_blocks = layout.row_cells.shape[1], layout.col_cells.shape[1]
+    blocks = _block_counts(codes, n_codes, levels, layout).reshape(
+        n_row_blocks, n_col_blocks, n_codes)
+    histograms = np.concatenate([
+        np.einsum("ra,cb,rcn->abn", _one_hot(layout.row_cells[i], level),
+                  _one_hot(layout.col_cells[i], level), blocks).reshape(-1, n_codes)
+        for i, level in enumerate(levels)])
     totals = histograms.sum(axis=1, keepdims=True)
     return np.divide(histograms, totals, out=np.zeros_like(histograms), where=totals > 0)
 

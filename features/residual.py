@@ -47,12 +47,14 @@ _BLOCK_SIZE = 65536  # float32 values per block of the moment computation: 256 K
 _ORDER_NAMES = {2: "pair", 3: "triple"}
 
 
-def residual_map(image: np.ndarray, kernel: str, direction: str) -> np.ndarray:
+def residual_map(image: np.ndarray, kernel: str, direction: str,
+                 depth: int = cv2.CV_32F) -> np.ndarray:
     """Residual ``kernel * image`` (float32) where the kernel lies wholly inside the image.
 
     Directional kernels (o1, o2, o3) are transposed for ``direction == "v"``; square ones are
-    the same in both directions. Integer images give exact integer residuals. The result may be
-    a (row-strided) view into the filtered image.
+    the same in both directions. Integer images give exact integer residuals; ``depth``
+    ``cv2.CV_16S`` gives them as int16, from a uint8 image. The result may be a (row-strided)
+    view into the filtered image.
     """
     weights, (row, col), _, directional = KERNELS[kernel]
     if directional and direction == "v":
@@ -60,14 +62,19 @@ def residual_map(image: np.ndarray, kernel: str, direction: str) -> np.ndarray:
     height, width = image.shape
     k_height, k_width = weights.shape
     if height < k_height or width < k_width:
-        return np.zeros((max(height - k_height + 1, 0), max(width - k_width + 1, 0)), np.float32)
-    image = np.ascontiguousarray(image, np.float32)
+        return np.zeros((max(height - k_height + 1, 0), max(width - k_width + 1, 0)),
+                        np.int16 if depth == cv2.CV_16S else np.float32)
+    if depth == cv2.CV_16S:
+        if image.dtype != np.uint8:
+            raise ValueError(f"int16 residuals need a uint8 image, got {image.dtype}")
+    else:
+        image = np.ascontiguousarray(image, np.float32)
     if kernel == "o1":
-        # One subtraction of shifted views: the filter's float32 values without filtering the
-        # border or copying out the valid part.
-        return cv2.subtract(image[:, 1:], image[:, :-1]) if direction == "h" else \
-            cv2.subtract(image[1:], image[:-1])
-    filtered = cv2.filter2D(image, cv2.CV_32F, weights.astype(np.float32), anchor=(col, row))
+        # One subtraction of shifted views: the filter's values without filtering the border
+        # or copying out the valid part.
+        return cv2.subtract(image[:, 1:], image[:, :-1], dtype=depth) if direction == "h" else \
+            cv2.subtract(image[1:], image[:-1], dtype=depth)
+    filtered = cv2.filter2D(image, depth, weights.astype(np.float32), anchor=(col, row))
     # A view, not a copy: every later step reads row by row, at the same speed.
     return filtered[row:height - (k_height - 1 - row), col:width - (k_width - 1 - col)]
 

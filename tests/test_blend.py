@@ -8,11 +8,12 @@ import warnings
 
 from skimage.feature import local_binary_pattern
 
-from features.blend import (REGION_BITS, Rect, blend, chi_square, face_regions, grouped_mad,
-                            integer_moments, region_channel_moments, region_histograms,
-                            region_moments, region_views, window_view)
+from features.blend import (REGION_BITS, Rect, blend, chi_square, diagonal_detail, face_regions,
+                            grouped_mad, region_channel_moments, region_histograms,
+                            region_moments, region_views, window_residual, window_view)
 from features.context import ImageContext
 from features.face import FaceBox, largest_face
+from features.residual import KERNELS
 
 BOX = FaceBox(x=30, y=20, w=50, h=40, fallback=False)   # in a 100 x 120 image
 
@@ -242,11 +243,36 @@ def test_window_view_crops_the_map_and_moves_the_origin():
     assert view[0, 0] == 407 and view[-1, -1] == 1029
 
 
-def test_integer_moments_equal_the_moments_of_the_float_map():
-    regions, masks = full_masks((100, 120), BOX)
-    values = np.random.default_rng(12).integers(-2000, 2000, (98, 118)).astype(np.float32)
-    np.testing.assert_allclose(integer_moments(values, (1, 1), regions),
-                               masked_moments(values, (1, 1), (100, 120), masks), rtol=1e-12)
+@pytest.mark.parametrize("kernel, direction", [("o1", "h"), ("o1", "v"), ("o2", "v"), ("kb", "h")])
+@pytest.mark.parametrize("window", [Rect(10, 30, 20, 50), Rect(0, 40, 0, 7), Rect(25, 40, 40, 60)])
+def test_window_residual_holds_the_residual_of_every_window_pixel(kernel, direction, window):
+    # The kernel's sum by hand on the whole plane (int64), wherever the kernel lies inside it.
+    plane = np.random.default_rng(12).integers(0, 256, (40, 60)).astype(np.uint8)
+    weights, (row, col), _, directional = KERNELS[kernel]
+    if directional and direction == "v":
+        weights, (row, col) = weights.T, (col, row)
+    values, (top, left) = window_residual(plane, window, kernel, direction)
+    assert values.dtype == np.int16
+    for y in range(window.y0, window.y1):
+        for x in range(window.x0, window.x1):
+            y0, x0 = y - row, x - col
+            inside = (y0 >= 0 and x0 >= 0 and y0 + weights.shape[0] <= plane.shape[0]
+                      and x0 + weights.shape[1] <= plane.shape[1])
+            i, j = y - top, x - left
+            on_map = 0 <= i < values.shape[0] and 0 <= j < values.shape[1]
+            assert on_map == inside, (y, x)
+            if inside:
+                patch = plane[y0:y0 + weights.shape[0], x0:x0 + weights.shape[1]].astype(np.int64)
+                assert values[i, j] == (patch * weights).sum()
+
+
+def test_diagonal_detail_codes_by_hand():
+    plane = np.array([[10, 20, 0], [30, 255, 7]], np.uint8)
+    # x00 - x01 - x10 + x11 + 510 of each 2 x 2 block.
+    np.testing.assert_array_equal(diagonal_detail(plane),
+                                  [[10 - 20 - 30 + 255 + 510, 20 - 0 - 255 + 7 + 510]])
+    assert diagonal_detail(plane).dtype == np.uint16
+    np.testing.assert_array_equal(diagonal_detail(np.array([[0, 255], [255, 0]], np.uint8)), [[0]])
 
 
 def test_region_channel_moments_match_numpy_per_channel():

@@ -4,7 +4,7 @@ import pytest
 from skimage.color import deltaE_cie76, rgb2lab
 
 from features.context import ImageContext
-from features.eyes import eyes
+from features.eyes import eye_window, eyes, row_medians, row_quantiles
 from features.face import FaceBox
 
 SKIN = (205, 160, 140)
@@ -99,3 +99,42 @@ def test_names_are_fixed_and_any_image_gives_finite_values():
     assert list(outs[0]) == list(outs[1]) == list(outs[2]) == list(outs[3])
     assert len(outs[0]) == 25
     assert all(np.isfinite(list(out.values())).all() for out in outs)
+
+
+def test_row_medians_and_quantiles_by_hand():
+    rows = np.array([[3, 1, 2, 9], [4, 4, 0, 8]], np.float32)
+    # Sorted: 1 2 3 9 and 0 4 4 8; even length: the mean of the two middle values.
+    np.testing.assert_array_equal(row_medians(rows), [2.5, 4.0])
+    np.testing.assert_array_equal(row_medians(rows[:, :3]), [2.0, 4.0])  # odd: the middle one
+    # Linear interpolation at (n - 1) q: q = 0.9 of 4 values sits at 2.7, 0.7 of the way from
+    # the third to the fourth smallest; q = 0 and 1 are the extremes.
+    np.testing.assert_allclose(row_quantiles(rows, 0.9), [3 + 0.7 * 6, 4 + 0.7 * 4], rtol=1e-6)
+    np.testing.assert_array_equal(row_quantiles(rows, 0.0), [1, 0])
+    np.testing.assert_array_equal(row_quantiles(rows, 1.0), [9, 8])
+    assert row_medians(rows).dtype == row_quantiles(rows, 0.9).dtype == np.float32
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 24, 125, 576])
+def test_row_medians_and_quantiles_agree_with_numpy(n):
+    rng = np.random.default_rng(n)
+    rows = rng.normal(50, 20, (2, n)).astype(np.float32)
+    rows[1] = np.round(rows[1] / 10)  # many ties
+    np.testing.assert_allclose(row_medians(rows), np.median(rows, axis=1), rtol=1e-6)
+    for q in (0.1, 0.5, 0.9):
+        np.testing.assert_allclose(row_quantiles(rows, q), np.quantile(rows, q, axis=1),
+                                   rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("centre", [(60, 50), (3, 50), (60, 118), (0, 0)])
+def test_eye_window_replicates_the_edges(centre):
+    # Pixel (y, x) of the image holds 2 x in red and y in green; the window reads pixel
+    # (clip(y), clip(x)) for every offset, then resamples and converts to CIELAB.
+    y, x = np.mgrid[0:120, 0:100]
+    rgb = np.dstack([2 * x, y, np.full_like(x, 90)]).astype(np.uint8)
+    half = 10
+    rows = np.clip(np.arange(centre[1] - half, centre[1] + half + 1), 0, 119)
+    cols = np.clip(np.arange(centre[0] - half, centre[0] + half + 1), 0, 99)
+    expected = cv2.cvtColor(cv2.resize(rgb[np.ix_(rows, cols)].astype(np.float32) / 255,
+                                       (24, 24), interpolation=cv2.INTER_LINEAR),
+                            cv2.COLOR_RGB2Lab)
+    np.testing.assert_allclose(eye_window(rgb, centre, half), expected, atol=1e-4)

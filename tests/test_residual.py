@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 from scipy import stats
@@ -161,3 +162,18 @@ def test_moments_of_a_map_taller_than_one_block_match_numpy():
     assert got["std"] == pytest.approx(expected.std(), rel=1e-6)
     assert got["mean_abs"] == pytest.approx(np.abs(expected).mean(), rel=1e-6)
     assert got["kurtosis"] == pytest.approx(stats.kurtosis(expected.ravel()), rel=1e-5)
+
+
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
+@pytest.mark.parametrize("direction", ["h", "v"])
+def test_int16_residuals_of_an_8bit_image_are_the_float_residuals(kernel, direction):
+    image = np.random.default_rng(3).integers(0, 256, (23, 31)).astype(np.uint8)
+    image[0, :5] = 255  # the largest residuals fit too
+    exact = residual_map(image, kernel, direction, cv2.CV_16S)
+    assert exact.dtype == np.int16
+    np.testing.assert_array_equal(exact, residual_map(image.astype(np.float32), kernel, direction))
+
+
+def test_int16_residuals_need_an_8bit_image():
+    with pytest.raises(ValueError, match="uint8"):
+        residual_map(np.zeros((5, 5), np.float32), "kb", "h", cv2.CV_16S)
