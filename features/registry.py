@@ -32,8 +32,8 @@ PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "features"
 # (not only its names). A configuration's fingerprint includes it, so a resumed extraction never
 # mixes rows of two versions; tables and model bundles record it, and predict and evaluate warn
 # when a model was fitted on another version's features. 1: until 2026-11-28; 2: the face box of
-# the two-pass cascade scan (``features.face``).
-FEATURE_VERSION = 2
+# the two-pass cascade scan (``features.face``); 3: ``coherence`` integrates σ >= 2 at half size.
+FEATURE_VERSION = 3
 
 
 class FeatureConfigError(ValueError):
