@@ -9,12 +9,12 @@ of their own, so a grid of cell means keeps where that order differs from a came
 
 The coherence is taken on a copy of the luma shrunk (area averaging) so that its longest side is
 at most ``side`` pixels, so the integration scales σ (in pixels of that copy) cover the same part
-of a face at every image size. Scales of 2 pixels or more are integrated on a half-size copy of
-the gradient products, with the same total smoothing: 0.64 ms less per image, cell means within
-0.003 of the full-size integration on average (per-cell correlation 0.9997 over four data sets)
-and the same out-of-fold AUCs (benchmarks/RESULTS.md, "Coherence integrated at half size"). On full-size 600-pixel ``yonsei_rff`` images, with σ scaled to
+of a face at every image size. On full-size 600-pixel ``yonsei_rff`` images, with σ scaled to
 the image instead, out-of-fold AUC fell where this copy raised it (benchmarks/RESULTS.md,
-"Coherence and eyes").
+"Coherence and eyes"). Scales of 2 pixels or more are integrated on a half-size copy of the
+gradient products, with the same total smoothing: 0.64 ms less per 512x512 image, cell means
+within 0.003 of the full-size integration on average (per-cell correlation 0.9997 on four data
+sets) and the same out-of-fold AUCs (benchmarks/RESULTS.md, "Coherence integrated at half size").
 """
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ from features.context import ImageContext
 from features.registry import register
 
 EPSILON = 1e-3  # added to λ1 + λ2 (squared 8-bit gradient units), so flat areas give 0
-# From this integration scale on, the gradient products are integrated on a copy at half size:
-# a Gaussian of σ >= 2 pixels passes nothing above a quarter of the sampling rate that a 2x
-# coarser grid would alias, at a quarter of the pixels and half the kernel's taps.
+# From this integration scale on, the gradient products are integrated on a copy at half size,
+# at a quarter of the pixels and half the kernel's taps: a Gaussian of σ >= 2 pixels leaves next
+# to nothing above a quarter of the sampling rate, the band that a 2x coarser grid would alias.
 HALF_SIZE_SIGMA = 2.0
 
 
