@@ -49,7 +49,8 @@ _ORDER_NAMES = {2: "pair", 3: "triple"}
 
 def residual_map(image: np.ndarray, kernel: str, direction: str,
                  depth: int = cv2.CV_32F) -> np.ndarray:
-    """Residual ``kernel * image`` (float32) where the kernel lies wholly inside the image.
+    """Residual ``kernel * image`` (float32; int16 for ``depth`` ``cv2.CV_16S``) where the kernel
+    lies wholly inside the image.
 
     Directional kernels (o1, o2, o3) are transposed for ``direction == "v"``; square ones are
     the same in both directions. Integer images give exact integer residuals; ``depth``

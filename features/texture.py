@@ -79,7 +79,8 @@ def lbp_patterns(image: np.ndarray, radius: int) -> np.ndarray:
         raise ValueError(f"LBP radius must be a positive integer, got {radius!r}")
     radius = int(radius)
     height, width = image.shape[0] - 2 * radius, image.shape[1] - 2 * radius
-    patterns = np.zeros((max(height, 0), max(width, 0)), np.uint8)
+    # Not zeroed: the compiled loop stores every pattern whole.
+    patterns = np.empty((max(height, 0), max(width, 0)), np.uint8)
     if patterns.size:
         _lbp_rows(np.ascontiguousarray(image, dtype=np.float32), radius, *_sampling(radius),
                   np.float32(TIE_TOLERANCE), patterns)
